@@ -1,0 +1,1 @@
+"""tap-clevertap: a Singer tap for CleverTap's Get Events API."""

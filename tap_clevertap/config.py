@@ -1,0 +1,278 @@
+"""Settings: the config schema, region hosts, stream names, and checks on the whole config.
+
+Every check here runs before any request is sent, and every problem is one line that names
+the setting and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+import unicodedata
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from singer_sdk import typing as th
+
+REGION_HOSTS = {
+    "eu1": "https://api.clevertap.com",
+    "in1": "https://in1.api.clevertap.com",
+    "sg1": "https://sg1.api.clevertap.com",
+    "us1": "https://us1.api.clevertap.com",
+    "aps3": "https://aps3.api.clevertap.com",
+    "mec1": "https://mec1.api.clevertap.com",
+}
+
+# CleverTap's Get Events page: these events cannot be exported through the API.
+NOT_EXPORTABLE_EVENTS = frozenset(
+    {
+        "Notification Sent",
+        "Notification Bounce",
+        "Notification Viewed",
+        "Notification Control Group",
+        "Notification Rendered",
+        "Notification System Control Group",
+    }
+)
+
+MAX_BATCH_SIZE = 5000
+
+CONFIG_SCHEMA = th.PropertiesList(
+    th.Property(
+        "account_id",
+        th.StringType,
+        required=True,
+        description="CleverTap account ID, sent as X-CleverTap-Account-Id.",
+    ),
+    th.Property(
+        "passcode",
+        th.StringType,
+        required=True,
+        secret=True,
+        description="CleverTap account passcode, sent as X-CleverTap-Passcode. Never logged.",
+    ),
+    th.Property(
+        "region",
+        th.StringType,
+        default="eu1",
+        allowed_values=list(REGION_HOSTS),
+        description="Account region (see the dashboard URL); picks the API host.",
+    ),
+    th.Property(
+        "api_url",
+        th.StringType,
+        description=(
+            "Base URL overriding `region` (proxies, new regions, the sandbox); "
+            "`/1/events.json` is appended. Plain http is allowed only for loopback hosts."
+        ),
+    ),
+    th.Property(
+        "event_names",
+        th.ArrayType(th.StringType),
+        required=True,
+        description='CleverTap event names, one stream each, e.g. ["App Launched", "Charged"].',
+    ),
+    th.Property(
+        "start_date",
+        th.DateType,
+        required=True,
+        description="First day exported (YYYY-MM-DD, in the account's time zone).",
+    ),
+    th.Property(
+        "end_date",
+        th.DateType,
+        description="Last day exported, inclusive (YYYY-MM-DD). Default: today in `timezone`.",
+    ),
+    th.Property(
+        "timezone",
+        th.StringType,
+        default="UTC",
+        description="IANA name of the account's time zone: CleverTap's days and `ts` are in it.",
+    ),
+    th.Property(
+        "batch_size",
+        th.IntegerType(minimum=1, maximum=MAX_BATCH_SIZE),
+        default=MAX_BATCH_SIZE,
+        description="Records per page asked of CleverTap (1..5000); pages may hold fewer.",
+    ),
+    th.Property(
+        "include_app_fields",
+        th.BooleanType,
+        default=False,
+        description="Send app=true: adds os_version, app_version, make, model to `profile`.",
+    ),
+    th.Property(
+        "include_profile_fields",
+        th.BooleanType,
+        default=False,
+        description="Send profile=true: adds the custom profile properties (`profileData`).",
+    ),
+    th.Property(
+        "window_days",
+        th.IntegerType(minimum=1),
+        default=1,
+        description="Days per export request; the bookmark moves after each whole window.",
+    ),
+    th.Property(
+        "lookback_days",
+        th.IntegerType(minimum=0),
+        default=1,
+        description="Days before the bookmark that a new sync reads again, for late events.",
+    ),
+    th.Property(
+        "request_timeout",
+        th.NumberType(exclusive_minimum=0),
+        default=300,
+        description="Seconds to wait for one HTTP response before retrying it.",
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType(minimum=0),
+        default=5,
+        description="Retries of one request after HTTP 429/5xx, throttling or a broken reply.",
+    ),
+    th.Property(
+        "retry_wait_seconds",
+        th.NumberType(minimum=0),
+        default=2,
+        description="First wait before a retry; doubles each time (with jitter).",
+    ),
+    th.Property(
+        "throttle_wait_seconds",
+        th.NumberType(minimum=0),
+        default=30,
+        description="Wait after CleverTap's `code` 1 (throttled) when no Retry-After is given.",
+    ),
+    th.Property(
+        "export_poll_seconds",
+        th.NumberType(minimum=0),
+        default=5,
+        description="First wait while an export is being prepared (`code` 2); grows to 60.",
+    ),
+    th.Property(
+        "export_wait_timeout",
+        th.NumberType(minimum=0),
+        default=1800,
+        description="Seconds to keep polling one export that is still being prepared.",
+    ),
+    th.Property(
+        "max_window_restarts",
+        th.IntegerType(minimum=0),
+        default=3,
+        description="Times a window is requested again after its cursor is refused or expires.",
+    ),
+).to_dict()
+
+
+def stream_name_for(event_name: str) -> str:
+    """`App Launched` -> `app_launched`, `Product Viewed (Web)` -> `product_viewed_web`."""
+    ascii_name = unicodedata.normalize("NFKD", event_name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")
+
+
+def parse_date(value: str) -> dt.date:
+    return dt.date.fromisoformat(value)
+
+
+def base_url(config: Mapping[str, Any]) -> str:
+    if config.get("api_url"):
+        return str(config["api_url"]).rstrip("/")
+    return REGION_HOSTS[config.get("region") or "eu1"]
+
+
+def config_problems(config: Mapping[str, Any], *, today: dt.date | None = None) -> list[str]:
+    """Problems the config alone shows; each is one line naming the setting and the fix."""
+    problems: list[str] = []
+    for key in ("account_id", "passcode"):
+        value = config.get(key)
+        if isinstance(value, str) and not value.strip():
+            problems.append(f"`{key}` is empty: copy it from CleverTap's Settings > Passcode page")
+    problems += _event_name_problems(config.get("event_names"))
+    problems += _url_problems(config)
+
+    zone = None
+    tz_name = config.get("timezone", "UTC")
+    try:
+        zone = ZoneInfo(str(tz_name))
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(
+            f"`timezone` {tz_name!r} is not an IANA time zone name: use e.g. 'Asia/Kolkata'"
+        )
+
+    dates: dict[str, dt.date] = {}
+    for key in ("start_date", "end_date"):
+        value = config.get(key)
+        if isinstance(value, str):
+            try:
+                dates[key] = parse_date(value)
+            except ValueError:
+                problems.append(f"`{key}` {value!r} is not a date: use YYYY-MM-DD, e.g. 2024-01-31")
+    if "start_date" in dates and "end_date" in dates and dates["start_date"] > dates["end_date"]:
+        problems.append(
+            f"`start_date` {dates['start_date']} is after `end_date` {dates['end_date']}: "
+            "swap them or drop end_date"
+        )
+    if "end_date" in dates and zone is not None:
+        local_today = today or dt.datetime.now(zone).date()
+        if dates["end_date"] > local_today:
+            problems.append(
+                f"`end_date` {dates['end_date']} is in the future (today is {local_today} in "
+                f"{tz_name}): use today or earlier, or leave it out to mean today"
+            )
+    return problems
+
+
+def _event_name_problems(names: object) -> list[str]:
+    if not isinstance(names, list):
+        return []
+    if not names:
+        return ['`event_names` is empty: list at least one event, e.g. ["App Launched"]']
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for name in names:
+        if not isinstance(name, str):
+            continue
+        if name in NOT_EXPORTABLE_EVENTS:
+            problems.append(
+                f"`event_names`: CleverTap does not export {name!r} through its API: remove it "
+                "(use CleverTap's S3/GCP export or the dashboard for Notification events)"
+            )
+            continue
+        stream = stream_name_for(name)
+        if not stream:
+            problems.append(f"`event_names`: {name!r} has no letters or digits to name a stream")
+        elif stream in seen:
+            problems.append(
+                f"`event_names`: {seen[stream]!r} and {name!r} both map to stream {stream!r}: "
+                "remove one of them"
+            )
+        else:
+            seen[stream] = name
+    return problems
+
+
+def _url_problems(config: Mapping[str, Any]) -> list[str]:
+    url = config.get("api_url")
+    if url is None:
+        return []
+    parts = urlsplit(str(url))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [f"`api_url` {url!r} is not a URL: use e.g. https://in1.api.clevertap.com"]
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        return [
+            f"`api_url` {url!r} uses plain http to a non-local host, which would send the "
+            "passcode in clear: use https (plain http is allowed only for loopback hosts)"
+        ]
+    return []
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

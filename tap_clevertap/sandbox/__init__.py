@@ -1,0 +1,20 @@
+"""A local simulator of CleverTap's Get Events API, for tests, the demo and benchmarks."""
+
+from tap_clevertap.sandbox.dataset import NOT_EXPORTABLE, SandboxData
+from tap_clevertap.sandbox.server import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_PASSCODE,
+    Fault,
+    SandboxServer,
+    SandboxSettings,
+)
+
+__all__ = [
+    "DEFAULT_ACCOUNT_ID",
+    "DEFAULT_PASSCODE",
+    "NOT_EXPORTABLE",
+    "Fault",
+    "SandboxData",
+    "SandboxServer",
+    "SandboxSettings",
+]

@@ -1,0 +1,235 @@
+"""The sandbox's seeded event data: what a CleverTap account would hold.
+
+Everything is derived from (seed, event name, day), so two processes with the same seed serve
+the same events, and tests can compute the ground truth without asking the server.
+This module shares no code with the tap's client on purpose (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import random
+import uuid
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+# From CleverTap's Get Events page: these cannot be exported through the API.
+NOT_EXPORTABLE = frozenset(
+    {
+        "Notification Sent",
+        "Notification Bounce",
+        "Notification Viewed",
+        "Notification Control Group",
+        "Notification Rendered",
+        "Notification System Control Group",
+    }
+)
+
+# Events this simulated account has. Any other name exports zero records.
+DEFAULT_CATALOG = (
+    "App Launched",
+    "Charged",
+    "Product Viewed",
+    "App Installed",
+    "UTM Visited",
+    "Added To Cart",
+    "Añadir al carrito",
+)
+
+_NAMES = ["Ana Souza", "Zoë Ångström", "李雷", "Jörg Müller", "Priya Nair", "O'Brien", "Émile"]
+_PLATFORMS = ["Web", "Android", "iOS"]
+_COLORS = ["blue", "green", "red", "çéleste"]
+_SOURCES = ["Direct", "Search", "Social", "Email", "Batch", "Others"]
+
+
+@dataclass(frozen=True)
+class User:
+    """One simulated user; `version` changes what the export shows, not the user."""
+
+    object_id: str
+    numeric_id: int
+    platform: str
+    identity: str | None
+    name: str | None
+    email: str | None
+    phone: int | None
+    color: str
+    os_version: str
+    app_version: str
+    make: str
+    model: str
+
+
+@dataclass
+class SandboxData:
+    """A deterministic account: `events(name, day)` always returns the same events."""
+
+    seed: int = 7
+    events_per_day: int = 40
+    timezone: str = "UTC"
+    catalog: tuple[str, ...] = DEFAULT_CATALOG
+    # Bumping this changes email, profileData and app fields in every export, as real
+    # profiles change between exports; the events themselves stay the same.
+    profile_version: int = 0
+    users: list[User] = field(init=False)
+
+    def __post_init__(self) -> None:
+        rng = random.Random(f"users|{self.seed}")
+        self.users = [self._make_user(rng, i) for i in range(60)]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @staticmethod
+    def _make_user(rng: random.Random, i: int) -> User:
+        name = rng.choice(_NAMES) if rng.random() < 0.85 else None
+        return User(
+            object_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            numeric_id=1000 + i,
+            platform=rng.choice(_PLATFORMS),
+            identity=str(5550000000 + i) if rng.random() < 0.7 else None,
+            name=name,
+            email=f"user{i}@example.com" if rng.random() < 0.8 else None,
+            phone=919800000000 + i if rng.random() < 0.5 else None,
+            color=rng.choice(_COLORS),
+            os_version=rng.choice(["14", "17.4", "13.1"]),
+            app_version=rng.choice(["3.2.1", "3.3.0"]),
+            make=rng.choice(["Google", "Apple", "Samsung"]),
+            model=rng.choice(["Pixel 8", "iPhone15,2", "SM-S911B"]),
+        )
+
+    def exportable(self, event_name: str) -> bool:
+        return event_name not in NOT_EXPORTABLE
+
+    def day_count(self, event_name: str, day: dt.date) -> int:
+        """How many events of this name happened on this (account-local) day."""
+        if event_name not in self.catalog:
+            return 0
+        rng = random.Random(f"count|{self.seed}|{event_name}|{day.isoformat()}")
+        spread = max(1, self.events_per_day // 4)
+        return max(0, self.events_per_day + rng.randint(-spread, spread))
+
+    def events(
+        self,
+        event_name: str,
+        day: dt.date,
+        *,
+        app: bool = False,
+        profile: bool = False,
+    ) -> list[dict[str, object]]:
+        """The day's events in ts order, shaped as the Get Events API returns them."""
+        count = self.day_count(event_name, day)
+        rng = random.Random(f"events|{self.seed}|{event_name}|{day.isoformat()}")
+        rows: list[dict[str, object]] = []
+        seconds: list[int] = sorted(rng.randrange(86400) for _ in range(count))
+        for second in seconds:
+            if rows and rng.random() < 0.04:
+                # An identical event: same user, same second, same properties.
+                rows.append(copy.deepcopy(rows[-1]))
+                continue
+            user = rng.choice(self.users)
+            local = dt.datetime.combine(day, dt.time()) + dt.timedelta(seconds=second)
+            row: dict[str, object] = {
+                "profile": self._profile(user, app=app, profile=profile),
+                "ts": int(local.strftime("%Y%m%d%H%M%S")),
+                "event_props": _event_props(rng, event_name),
+            }
+            session = _session_props(rng)
+            if session is not None:
+                row["session_props"] = session
+            rows.append(row)
+        return rows
+
+    def _profile(self, user: User, *, app: bool, profile: bool) -> dict[str, object]:
+        v = self.profile_version
+        block: dict[str, object] = {"objectId": user.object_id, "platform": user.platform}
+        if user.email:
+            block["email"] = user.email if v == 0 else user.email.replace("@", f"+v{v}@")
+        if user.identity:
+            block["identity"] = user.identity
+        block["id"] = user.numeric_id
+        if user.name:
+            block["name"] = user.name
+        if user.phone is not None:
+            block["phone"] = user.phone
+        block["all_identities"] = [x for x in (user.identity, user.email) if x]
+        if user.numeric_id % 5 == 0:
+            block["push_token"] = f"fcm:{user.object_id[:8]}"
+            block["df"] = {"s": 1, "u": v}
+        if profile:
+            block["profileData"] = {
+                "favoriteColor": user.color if v == 0 else f"{user.color}-{v}",
+                "Customer Type": "Gold" if user.numeric_id % 3 == 0 else "Silver",
+                "preferences": {"newsletter": user.numeric_id % 2 == 0, "tags": ["a", "b"]},
+                "score": round(user.numeric_id * 0.37 + v, 2),
+            }
+        if app:
+            block["os_version"] = user.os_version
+            block["app_version"] = f"{user.app_version}.{v}" if v else user.app_version
+            block["make"] = user.make
+            block["model"] = user.model
+        return block
+
+    def window(
+        self,
+        event_name: str,
+        first: dt.date,
+        last: dt.date,
+        *,
+        app: bool = False,
+        profile: bool = False,
+    ) -> list[dict[str, object]]:
+        """All events of days first..last inclusive, in order."""
+        rows: list[dict[str, object]] = []
+        day = first
+        while day <= last:
+            rows.extend(self.events(event_name, day, app=app, profile=profile))
+            day += dt.timedelta(days=1)
+        return rows
+
+
+def _event_props(rng: random.Random, event_name: str) -> dict[str, object]:
+    props: dict[str, object] = {
+        "CT Source": rng.choice(["Mobile", "Web", "API"]),
+        "CT Session Id": rng.randrange(10**9, 10**10),
+    }
+    if rng.random() < 0.8:
+        props["CT App Version"] = rng.choice(["3.2.1", "3.3.0"])
+    if event_name == "Charged":
+        props["Amount"] = round(rng.uniform(1, 500), 2)
+        props["Currency"] = rng.choice(["USD", "EUR", "INR"])
+        props["Items"] = [
+            {"Category": "Books", "Title": "Ünïcödé", "Quantity": rng.randint(1, 3)}
+            for _ in range(rng.randint(1, 2))
+        ]
+        props["Charged ID"] = rng.randrange(10**6)
+    else:
+        props["value"] = rng.choice(["pizza", "naïve café ☕", "", "données"])
+        if rng.random() < 0.5:
+            props["count"] = rng.randint(-5, 1000)
+        if rng.random() < 0.4:
+            props["flag"] = rng.random() < 0.5
+        if rng.random() < 0.2:
+            props["nothing"] = None
+        if rng.random() < 0.5:
+            props["price"] = rng.choice([0.1, 19.99, 1e-7, 12345678.125, 2.5e21, -0.5])
+    if rng.random() < 0.3:
+        props["when"] = f"$D_{1700000000 + rng.randrange(10**6)}"
+    return props
+
+
+def _session_props(rng: random.Random) -> dict[str, object] | None:
+    roll = rng.random()
+    if roll < 0.15:
+        return None
+    source = rng.choice(_SOURCES)
+    props: dict[str, object] = {"session_source": source}
+    if source == "Others":
+        props["session_referrer"] = "http://example.com/ref?q=ü"
+    if roll > 0.6:
+        props["utm_source"] = "Foo"
+        props["utm_medium"] = "Bar"
+        props["utm_campaign"] = "FooBar"
+    return props

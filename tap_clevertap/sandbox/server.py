@@ -1,0 +1,488 @@
+"""A local simulator of CleverTap's Get Events API (`/1/events.json`), over real HTTP.
+
+It follows `clevertap-get-events-api.txt` and the API notes: header auth, a step-1 POST that
+returns a percent-encoded cursor, step-2 GETs that page with `next_cursor` until none is
+returned, `code` 2 while an export is being prepared, inclusive `from`/`to` days, the
+batch_size limit, refusal of the events the API cannot export, errors as
+`{"status": "fail", ...}` bodies (often with HTTP 200), and CleverTap's 3 concurrent requests
+per account (HTTP 429 over it). Faults are switched on per test through `faults` (or
+`POST /_sandbox/faults` from another process).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from tap_clevertap.sandbox.dataset import SandboxData
+
+EVENTS_PATH = "/1/events.json"
+MAX_BATCH_SIZE = 5000
+DEFAULT_ACCOUNT_ID = "SANDBOX-ACCOUNT"
+DEFAULT_PASSCODE = "sandbox-passcode"  # noqa: S105  (a fixed, public test credential)
+
+
+@dataclass
+class Fault:
+    """One fault rule. A request matches when method and day match; `after` matching
+    requests pass untouched, then the next `times` (None: all) get `action`."""
+
+    action: str  # status | fail_code | html | truncate | reset | delay | repeat_cursor
+    method: str | None = None
+    day: int | None = None  # YYYYMMDD inside the export's from..to
+    times: int | None = 1
+    after: int = 0
+    status: int = 503
+    code: int = 2
+    error: str = "Request still in progress, please retry later"
+    retry_after: str | None = None
+    seconds: float = 0.0
+    seen: int = field(default=0, compare=False)
+    fired: int = field(default=0, compare=False)
+
+
+@dataclass
+class _Export:
+    event_name: str
+    days: list[dt.date]
+    batch_size: int
+    app: bool
+    profile: bool
+    ready_at: float
+    first_raw: str = ""
+
+
+@dataclass
+class _Cursor:
+    export: _Export
+    day_index: int
+    position: int
+    page_number: int
+    created: float
+    last_used: float
+    next_raw: str | None = None
+
+
+@dataclass
+class SandboxSettings:
+    account_id: str = DEFAULT_ACCOUNT_ID
+    passcode: str = DEFAULT_PASSCODE
+    prepare_seconds: float = 0.0  # how long an export answers code 2 after the POST
+    page_delay: float = 0.0  # seconds to serve each page
+    max_concurrent: int = 3
+    cursor_idle_seconds: float = 3600.0
+    cursor_max_age_seconds: float = 4 * 3600.0
+    unordered: bool = False  # serve each day's events out of ts order
+    cursor_bytes: int = 1200  # real cursors are ~1.5-2.4 KB once encoded
+
+
+class SandboxServer:
+    """The simulator. Use as a context manager, or `start()` / `stop()`."""
+
+    def __init__(
+        self,
+        data: SandboxData | None = None,
+        settings: SandboxSettings | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.data = data or SandboxData()
+        self.settings = settings or SandboxSettings()
+        self.faults: list[Fault] = []
+        self.requests: list[dict[str, Any]] = []
+        self.max_in_flight_seen = 0
+        self._cursors: dict[str, _Cursor] = {}
+        self._pages: OrderedDict[tuple[object, ...], list[bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._httpd = ThreadingHTTPServer((host, port), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.sandbox = self  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> SandboxServer:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.faults.clear()
+            self.requests.clear()
+            self.max_in_flight_seen = 0
+
+    # --- bookkeeping used by the handler -------------------------------------------------
+
+    def enter(self) -> bool:
+        with self._lock:
+            if self._in_flight >= self.settings.max_concurrent:
+                return False
+            self._in_flight += 1
+            self.max_in_flight_seen = max(self.max_in_flight_seen, self._in_flight)
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def match_fault(self, method: str, days: tuple[int, int] | None) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.method and fault.method != method:
+                    continue
+                if fault.day is not None and (days is None or not days[0] <= fault.day <= days[1]):
+                    continue
+                fault.seen += 1
+                if fault.seen <= fault.after:
+                    continue
+                if fault.times is not None and fault.fired >= fault.times:
+                    continue
+                fault.fired += 1
+                return fault
+        return None
+
+    def new_cursor(self, export: _Export, day_index: int, position: int, page: int) -> str:
+        raw = base64.b64encode(secrets.token_bytes(self.settings.cursor_bytes)).decode()
+        now = time.monotonic()
+        with self._lock:
+            self._cursors[raw] = _Cursor(export, day_index, position, page, now, now)
+        # CleverTap hands cursors out already percent-encoded.
+        return quote(raw, safe="")
+
+    def find_cursor(self, raw: str) -> tuple[_Cursor | None, str]:
+        now = time.monotonic()
+        with self._lock:
+            cursor = self._cursors.get(raw)
+            if cursor is None:
+                return None, "Incorrect Usage"
+            if (
+                now - cursor.last_used > self.settings.cursor_idle_seconds
+                or now - cursor.created > self.settings.cursor_max_age_seconds
+            ):
+                return None, "Incorrect Usage: cursor expired"
+            cursor.last_used = now
+            return cursor, ""
+
+    def day_records(self, export: _Export, day: dt.date) -> list[bytes]:
+        """One day's records, serialised once and kept in a small cache."""
+        key = (export.event_name, day, export.app, export.profile, self.data.profile_version)
+        with self._lock:
+            cached = self._pages.get(key)
+            if cached is not None:
+                self._pages.move_to_end(key)
+                return cached
+        rows = self.data.events(export.event_name, day, app=export.app, profile=export.profile)
+        if self.settings.unordered:
+            rows.reverse()
+        encoded = [json.dumps(r, ensure_ascii=False).encode() for r in rows]
+        with self._lock:
+            self._pages[key] = encoded
+            while len(self._pages) > 64:
+                self._pages.popitem(last=False)
+        return encoded
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # One buffered write per response, no Nagle: otherwise headers and body leave as two
+    # small segments and delayed ACKs add ~40 ms to every keep-alive request.
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
+    server: ThreadingHTTPServer
+
+    @property
+    def sandbox(self) -> SandboxServer:
+        return self.server.sandbox  # type: ignore[attr-defined,no-any-return]
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Silence the default per-request stderr line."""
+
+    # --- responses ------------------------------------------------------------------------
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json;charset=utf-8",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, payload: dict[str, Any], **headers: str) -> None:
+        self._send(status, json.dumps(payload).encode(), headers=headers)
+
+    def _fail(self, status: int, error: str, code: int, **headers: str) -> None:
+        self._entry["status"] = status
+        self._entry["code"] = code
+        self._json(status, {"status": "fail", "error": error, "code": code}, **headers)
+
+    # --- routing --------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw_body = self.rfile.read(length) if length else b""
+        parts = urlsplit(self.path)
+        if parts.path.startswith("/_sandbox/"):
+            self._admin(method, parts.path, raw_body)
+            return
+        self._entry: dict[str, Any] = {
+            "method": method,
+            "path": parts.path,
+            "query": parts.query,
+            "body": raw_body.decode("utf-8", "replace"),
+            "account_id": self.headers.get("X-CleverTap-Account-Id"),
+            "content_type": self.headers.get("Content-Type"),
+            "started": time.monotonic(),
+        }
+        sandbox = self.sandbox
+        with sandbox._lock:
+            sandbox.requests.append(self._entry)
+        if not sandbox.enter():
+            self._fail(429, "Too many concurrent requests", 429)
+            return
+        try:
+            self._api(method, parts.path, parts.query, raw_body)
+        finally:
+            self._entry["ended"] = time.monotonic()
+            sandbox.leave()
+
+    def _api(self, method: str, path: str, query: str, raw_body: bytes) -> None:
+        settings = self.sandbox.settings
+        if path != EVENTS_PATH:
+            self._fail(404, "Not found", 404)
+            return
+        if (
+            self.headers.get("X-CleverTap-Account-Id") != settings.account_id
+            or self.headers.get("X-CleverTap-Passcode") != settings.passcode
+        ):
+            self._fail(401, "Invalid Credentials", 401)
+            return
+        if not (self.headers.get("Content-Type") or "").startswith("application/json"):
+            self._fail(400, "Content-Type must be application/json", 400)
+            return
+        params = _query_params(query)
+        if method == "POST":
+            self._create_export(params, raw_body)
+        else:
+            self._page(params)
+
+    def _apply_fault(self, days: tuple[int, int] | None) -> bool:
+        """Serve a switched-on fault instead of the real answer; True when one was served."""
+        fault = self.sandbox.match_fault(self.command, days)
+        if fault is None:
+            return False
+        self._entry["fault"] = fault.action
+        if fault.action == "delay":
+            time.sleep(fault.seconds)
+            return False
+        if fault.action == "status":
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            self._fail(fault.status, fault.error, fault.status, **extra)
+        elif fault.action == "fail_code":
+            self._fail(200, fault.error, fault.code)
+        elif fault.action == "html":
+            self._entry["status"] = fault.status
+            page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+            self._send(fault.status, page, content_type="text/html")
+        elif fault.action == "truncate":
+            self._entry["status"] = 200
+            self._send(200, b'{"status": "success", "next_cursor": "abc", "records": [{"pro')
+        elif fault.action == "reset":
+            self._entry["status"] = 0
+            self.close_connection = True
+            self.connection.close()
+        else:  # delay and repeat_cursor change the real answer instead of replacing it
+            return False
+        return True
+
+    def _create_export(self, params: dict[str, str], raw_body: bytes) -> None:
+        try:
+            body = json.loads(raw_body)
+            event_name = body["event_name"]
+            first = _parse_day(body["from"])
+            last = _parse_day(body["to"])
+        except (ValueError, KeyError, TypeError):
+            self._fail(400, "Invalid request body: need event_name, from, to (YYYYMMDD)", 400)
+            return
+        days_key = (body["from"], body["to"])
+        self._entry.update(event_name=event_name, day_from=body["from"], day_to=body["to"])
+        if self._apply_fault(days_key):
+            return
+        try:
+            batch_size = int(params.get("batch_size", MAX_BATCH_SIZE))
+        except ValueError:
+            self._fail(400, "batch_size must be an integer", 400)
+            return
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            self._fail(400, f"batch_size must be between 1 and {MAX_BATCH_SIZE}", 400)
+            return
+        if first > last or not isinstance(event_name, str) or not event_name:
+            self._fail(400, "Invalid date range or event name", 400)
+            return
+        if not self.sandbox.data.exportable(event_name):
+            self._fail(400, "Export not allowed for this event", 400)
+            return
+        days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+        export = _Export(
+            event_name=event_name,
+            days=days,
+            batch_size=batch_size,
+            app=params.get("app") == "true",
+            profile=params.get("profile") == "true",
+            ready_at=time.monotonic() + self.sandbox.settings.prepare_seconds,
+        )
+        cursor = self.sandbox.new_cursor(export, 0, 0, 0)
+        export.first_raw = unquote(cursor)
+        self._entry["status"] = 200
+        self._json(200, {"cursor": cursor, "status": "success"})
+
+    def _page(self, params: dict[str, str]) -> None:
+        if "cursor" not in params:
+            self._fail(400, "cursor is required", 400)
+            return
+        # The value as sent; CleverTap decodes it once. A cursor encoded twice by the
+        # client therefore does not match and is "Incorrect Usage".
+        cursor, problem = self.sandbox.find_cursor(unquote(params["cursor"]))
+        if cursor is None:
+            if not self._apply_fault(None):
+                self._fail(200, problem, 3)
+            return
+        export = cursor.export
+        days_key = (_day_int(export.days[0]), _day_int(export.days[-1]))
+        self._entry.update(
+            event_name=export.event_name, day_from=days_key[0], day_to=days_key[1]
+        )
+        if self._apply_fault(days_key):
+            return
+        if time.monotonic() < export.ready_at:
+            self._fail(200, "Request still in progress, please retry later", 2)
+            return
+        if self.sandbox.settings.page_delay:
+            time.sleep(self.sandbox.settings.page_delay)
+        records, day_index, position = self._take_page(cursor)
+        self._entry["status"] = 200
+        self._entry["records"] = len(records)
+        if not records:
+            # The end of an export: just a success, no records key and no next_cursor.
+            self._send(200, b'{"status": "success"}')
+            return
+        if self._entry.get("fault") == "repeat_cursor":
+            # A broken server: hand back the export's first cursor, one already used.
+            next_raw = quote(export.first_raw, safe="")
+        else:
+            if cursor.next_raw is None:
+                cursor.next_raw = self.sandbox.new_cursor(
+                    export, day_index, position, cursor.page_number + 1
+                )
+            next_raw = cursor.next_raw
+        head = json.dumps({"status": "success", "next_cursor": next_raw})[:-1]
+        payload = head.encode() + b', "records": [' + b",".join(records) + b"]}"
+        self._send(200, payload)
+
+    def _take_page(self, cursor: _Cursor) -> tuple[list[bytes], int, int]:
+        export = cursor.export
+        # Pages are not always full: every third page is a third short.
+        size = export.batch_size
+        if cursor.page_number % 3 == 2 and size >= 3:
+            size -= size // 3
+        taken: list[bytes] = []
+        day_index, position = cursor.day_index, cursor.position
+        while len(taken) < size and day_index < len(export.days):
+            day = self.sandbox.day_records(export, export.days[day_index])
+            chunk = day[position : position + size - len(taken)]
+            taken.extend(chunk)
+            position += len(chunk)
+            if position >= len(day):
+                day_index, position = day_index + 1, 0
+        return taken, day_index, position
+
+    # --- control plane for tests in other processes ------------------------------------------
+
+    def _admin(self, method: str, path: str, raw_body: bytes) -> None:
+        sandbox = self.sandbox
+        if path == "/_sandbox/requests" and method == "GET":
+            with sandbox._lock:
+                entries = list(sandbox.requests)
+            self._json(200, {"requests": entries, "max_in_flight": sandbox.max_in_flight_seen})
+        elif path == "/_sandbox/faults" and method == "POST":
+            rules = [Fault(**rule) for rule in json.loads(raw_body or b"[]")]
+            with sandbox._lock:
+                sandbox.faults[:] = rules
+            self._json(200, {"faults": [asdict(f) for f in rules]})
+        elif path == "/_sandbox/settings" and method == "POST":
+            changes = json.loads(raw_body or b"{}")
+            if "profile_version" in changes:
+                sandbox.data.profile_version = int(changes.pop("profile_version"))
+            for key, value in changes.items():
+                setattr(sandbox.settings, key, value)
+            self._json(200, {"settings": asdict(sandbox.settings)})
+        elif path == "/_sandbox/reset" and method == "POST":
+            sandbox.reset()
+            self._json(200, {"status": "success"})
+        else:
+            self._json(404, {"status": "fail", "error": "unknown sandbox endpoint"})
+
+
+def _query_params(query: str) -> dict[str, str]:
+    """Split a query string without decoding values (cursors are decoded by the caller)."""
+    params: dict[str, str] = {}
+    for pair in query.split("&"):
+        if pair:
+            key, _, value = pair.partition("=")
+            params[key] = value
+    return params
+
+
+def _parse_day(value: object) -> dt.date:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError("day must be an int YYYYMMDD")
+    return dt.datetime.strptime(str(value), "%Y%m%d").replace(tzinfo=dt.timezone.utc).date()
+
+
+def _day_int(day: dt.date) -> int:
+    return day.year * 10000 + day.month * 100 + day.day
+
+
+__all__ = ["Fault", "HTTPStatus", "SandboxData", "SandboxServer", "SandboxSettings"]

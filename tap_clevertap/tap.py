@@ -1,0 +1,76 @@
+"""tap-clevertap: CleverTap user events as Singer streams, one per event name."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from singer_sdk import Tap
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
+
+from tap_clevertap.client import CleverTapError
+from tap_clevertap.config import CONFIG_SCHEMA, config_problems
+from tap_clevertap.streams import EventStream
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from singer_sdk.helpers.capabilities import CapabilitiesEnum
+
+
+class TapClevertap(Tap):
+    """Exports CleverTap events (Get Events API) incrementally, one stream per event name."""
+
+    name = "tap-clevertap"
+    config_jsonschema = CONFIG_SCHEMA
+    capabilities: ClassVar[list[CapabilitiesEnum]] = [
+        TapCapabilities.CATALOG,
+        TapCapabilities.STATE,
+        TapCapabilities.DISCOVER,
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.FLATTENING,
+        PluginCapabilities.STRUCTURED_LOGGING,
+    ]
+
+    def discover_streams(self) -> list[EventStream]:
+        return [EventStream(self, name) for name in self.config.get("event_names") or []]
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        # The SDK does not apply the schema's defaults; apply them once, here, before any
+        # stream reads the config.
+        for key, prop in CONFIG_SCHEMA["properties"].items():
+            if "default" in prop:
+                self._config.setdefault(key, prop["default"])
+        try:
+            errors = super()._validate_config(raise_errors=raise_errors)
+        except ConfigValidationError as exc:
+            errors = list(exc.errors)
+        errors += config_problems(self._config)
+        if errors and raise_errors:
+            raise ConfigValidationError(
+                "Config validation failed", errors=errors, schema=self.config_jsonschema
+            )
+        return errors
+
+    @classmethod
+    def invoke(cls, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().invoke(*args, **kwargs)
+        except CleverTapError as exc:
+            # One line saying what happened and what to do; no traceback for known failures.
+            cls.logger.error("%s", exc.one_line())  # noqa: TRY400
+            sys.exit(1)
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT: write the state earned so far (whole windows only) and exit
+        non-zero, so that an orchestrator does not take the run for a success."""
+        self.logger.warning("Stopped by signal %d; the last STATE covers whole windows only", signum)
+        try:
+            self._state_writer.write_state(self.state)
+        finally:
+            sys.exit(128 + signum)
+
+
+cli = TapClevertap.cli

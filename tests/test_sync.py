@@ -1,0 +1,161 @@
+"""The whole tap against the sandbox over HTTP: every event once, state, incremental reruns."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from tap_clevertap.sandbox import SandboxServer
+from tap_clevertap.streams import EventStream
+from tests.conftest import (
+    WEEK,
+    api_requests,
+    content_multiset,
+    expected_rows,
+    make_config,
+    raw_view,
+    run_tap,
+)
+
+
+def test_week_of_two_events_emits_every_event_exactly_once(sandbox: SandboxServer) -> None:
+    run = run_tap(make_config(sandbox))
+
+    for event_name, stream in (("App Launched", "app_launched"), ("Charged", "charged")):
+        records = run.records(stream)
+        expected = expected_rows(sandbox, event_name)
+        assert len(expected) > 150
+        # Exactly once, compared by content (a multiset: identical events count twice) ...
+        assert content_multiset([raw_view(r) for r in records]) == content_multiset(expected)
+        # ... and by key: one event_id per event, identical copies included.
+        assert len({r["event_id"] for r in records}) == len(expected)
+        assert all(r["event_name"] == event_name for r in records)
+
+    assert run.last_state == {
+        "bookmarks": {"app_launched": {"window_to": 20240107}, "charged": {"window_to": 20240107}}
+    }
+
+
+def test_identical_events_in_the_data_stay_separate_rows(sandbox: SandboxServer) -> None:
+    expected = expected_rows(sandbox, "App Launched")
+    distinct = content_multiset(expected)
+    assert any(count > 1 for count in distinct.values()), "the sandbox seeds identical events"
+    records = run_tap(make_config(sandbox, event_names=["App Launched"])).records()
+    assert len(records) == len(expected)
+    assert len({r["event_id"] for r in records}) == len(expected)
+
+
+def test_state_is_written_after_each_window_and_only_covers_emitted_days(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK also writes STATE every STATE_MSG_FREQUENCY records: make that happen mid-window
+    # and check no STATE ever bookmarks a day whose events were not all emitted before it.
+    monkeypatch.setattr(EventStream, "STATE_MSG_FREQUENCY", 7)
+    run = run_tap(make_config(sandbox, event_names=["App Launched"], window_days=2))
+    expected_days = {
+        day: content_multiset(expected_rows(sandbox, "App Launched", day, day))
+        for day in (WEEK[0] + dt.timedelta(days=i) for i in range(7))
+    }
+    seen: list[dict[str, object]] = []
+    bookmarks: list[int] = []
+    for message in run.messages:
+        if message["type"] == "RECORD":
+            seen.append(raw_view(message["record"]))
+        elif message["type"] == "STATE":
+            mark = message["value"].get("bookmarks", {}).get("app_launched", {}).get("window_to")
+            if mark is None:
+                continue
+            bookmarks.append(mark)
+            emitted = content_multiset(seen)
+            for day, rows in expected_days.items():
+                if int(day.strftime("%Y%m%d")) <= mark:
+                    assert not rows - emitted, f"STATE {mark} written before all of {day}"
+    # Windows of two days: 01-02, 03-04, 05-06, 07.
+    assert bookmarks == [20240102, 20240104, 20240106, 20240107]
+
+
+def test_rerun_with_final_state_reads_only_the_lookback(sandbox: SandboxServer) -> None:
+    config = make_config(sandbox, lookback_days=2)
+    first = run_tap(config)
+    sandbox.reset()
+    second = run_tap(config, state=first.last_state)
+
+    posts = api_requests(sandbox, "POST")
+    asked = sorted((p["event_name"], p["day_from"], p["day_to"]) for p in posts)
+    assert asked == [
+        ("App Launched", 20240106, 20240106),
+        ("App Launched", 20240107, 20240107),
+        ("Charged", 20240106, 20240106),
+        ("Charged", 20240107, 20240107),
+    ]
+    # The re-read days come out with the same ids, so targets upsert rather than duplicate.
+    first_ids = {r["event_id"] for r in first.records()}
+    assert {r["event_id"] for r in second.records()} <= first_ids
+    assert second.last_state == first.last_state
+
+
+def test_window_ending_today_is_bookmarked_as_yesterday(sandbox: SandboxServer) -> None:
+    today = dt.datetime.now(dt.timezone.utc).date()
+    config = make_config(
+        sandbox,
+        event_names=["Charged"],
+        start_date=(today - dt.timedelta(days=2)).isoformat(),
+        end_date=None,
+        window_days=3,
+        lookback_days=0,
+    )
+    config.pop("end_date")
+    run = run_tap(config)
+    yesterday = today - dt.timedelta(days=1)
+    assert run.last_state["bookmarks"]["charged"]["window_to"] == int(yesterday.strftime("%Y%m%d"))
+    # With lookback 0 the next run still reads today again: nothing of today is lost.
+    sandbox.reset()
+    run_tap(config, state=run.last_state)
+    posts = api_requests(sandbox, "POST")
+    assert [(p["day_from"], p["day_to"]) for p in posts] == [
+        (int(today.strftime("%Y%m%d")), int(today.strftime("%Y%m%d")))
+    ]
+
+
+def test_start_date_is_the_start_without_state_and_never_crossed(sandbox: SandboxServer) -> None:
+    config = make_config(sandbox, event_names=["Charged"], lookback_days=5)
+    state = {"bookmarks": {"charged": {"window_to": 20240102}}}
+    run_tap(config, state=state)
+    posts = api_requests(sandbox, "POST")
+    # bookmark 01-02 + 1 - 5 days would be 2023-12-29: clamped to start_date.
+    assert posts[0]["day_from"] == 20240101
+    assert posts[-1]["day_to"] == 20240107
+
+
+def test_profile_changes_between_exports_keep_event_ids(sandbox: SandboxServer) -> None:
+    config = make_config(
+        sandbox, event_names=["App Launched"], include_profile_fields=True, include_app_fields=True
+    )
+    before = run_tap(config).records()
+    sandbox.data.profile_version = 3
+    after = run_tap(config).records()
+    assert [r["profile"] for r in before] != [r["profile"] for r in after]
+    assert sorted(r["event_id"] for r in before) == sorted(r["event_id"] for r in after)
+
+
+def test_app_and_profile_fields_are_requested_and_delivered(sandbox: SandboxServer) -> None:
+    config = make_config(
+        sandbox, event_names=["Charged"], include_profile_fields=True, include_app_fields=True
+    )
+    records = run_tap(config).records()
+    expected = expected_rows(sandbox, "Charged", app=True, profile=True)
+    assert content_multiset([raw_view(r) for r in records]) == content_multiset(expected)
+    assert all("profileData" in r["profile"] and "make" in r["profile"] for r in records)
+    post = api_requests(sandbox, "POST")[0]
+    assert "app=true" in post["query"] and "profile=true" in post["query"]
+
+
+def test_unknown_event_name_yields_no_records_and_a_warning(
+    sandbox: SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = run_tap(make_config(sandbox, event_names=["App Lanched"]))
+    assert run.records() == []
+    assert "check the event name's exact spelling" in caplog.text
+    # Zero records is still a complete read: the bookmark moves.
+    assert run.last_state["bookmarks"]["app_lanched"]["window_to"] == 20240107
