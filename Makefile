@@ -25,7 +25,7 @@ test: lint
 	$(BIN)/pytest
 
 demo: venv
-	$(BIN)/python -m demo
+	$(BIN)/python scripts/demo.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

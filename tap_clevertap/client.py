@@ -14,14 +14,13 @@ from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import backoff
+import orjson
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.streams import RESTStream
 from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from tap_clevertap.config import base_url
-
-import orjson
 
 if TYPE_CHECKING:
     from backoff.types import Details
@@ -74,7 +73,7 @@ class RetriesExhausted(CleverTapError):
     pass
 
 
-class ExportNotReady(Exception):  # noqa: N818  (a state, not a failure)
+class ExportNotReady(Exception):
     """`code` 2: the export is still being prepared; poll the same cursor again."""
 
 
@@ -90,9 +89,7 @@ class InvalidBody(ValueError):
     pass
 
 
-_bodies: weakref.WeakKeyDictionary[requests.Response, dict[str, Any]] = (
-    weakref.WeakKeyDictionary()
-)
+_bodies: weakref.WeakKeyDictionary[requests.Response, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def response_body(response: requests.Response) -> dict[str, Any]:
@@ -212,7 +209,9 @@ class CleverTapStream(RESTStream[str | None]):
                 raise RetriableAPIError(reason, response) from exc
             raise CleverTapError(reason) from exc
         if status == 429:
-            raise Throttled("too many concurrent requests (HTTP 429)", response, _retry_after(response))
+            raise Throttled(
+                "too many concurrent requests (HTTP 429)", response, _retry_after(response)
+            )
         if status >= 500:
             raise RetriableAPIError(f"CleverTap server error (HTTP {status})", response)
         if body.get("status") != "fail" and status < 400:
@@ -231,9 +230,7 @@ class CleverTapStream(RESTStream[str | None]):
                 f"CleverTap does not allow exporting event {_event_name(response)!r}: {error}; "
                 "remove it from event_names"
             )
-        raise CleverTapError(
-            f"CleverTap refused the request (HTTP {status}, code {code}): {error}"
-        )
+        raise CleverTapError(f"CleverTap refused the request (HTTP {status}, code {code}): {error}")
 
     # --- the one retry policy ----------------------------------------------------------
 
@@ -253,7 +250,9 @@ class CleverTapStream(RESTStream[str | None]):
             max_value=POLL_MAX_WAIT,
         )(retried)
 
-        def request(prepared: requests.PreparedRequest, context: Context | None) -> requests.Response:
+        def request(
+            prepared: requests.PreparedRequest, context: Context | None
+        ) -> requests.Response:
             try:
                 return polled(prepared, context)
             except ExportNotReady as exc:
@@ -289,7 +288,7 @@ class CleverTapStream(RESTStream[str | None]):
 
     def backoff_jitter(self, value: float) -> float:
         # Up to 25% more, never less: a Retry-After is a minimum.
-        return value * (1 + random.random() / 4)  # noqa: S311
+        return value * (1 + random.random() / 4)
 
     def backoff_handler(self, details: Details) -> None:
         self.log(

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 _dumps_string = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def canonical_json(value: Any) -> str:
+def canonical_json(value: Any) -> str:  # noqa: PLR0911  (one return per JSON type)
     """RFC 8785 (JCS) text of a JSON value; see the module docstring for the one deviation."""
     if isinstance(value, str):
         return _dumps_string(value)
@@ -45,7 +45,9 @@ def canonical_json(value: Any) -> str:
         return ecmascript_number(float(value))
     if isinstance(value, Mapping):
         items = sorted(value.items(), key=lambda kv: str(kv[0]).encode("utf-16-be"))
-        return "{" + ",".join(f"{_dumps_string(str(k))}:{canonical_json(v)}" for k, v in items) + "}"
+        return (
+            "{" + ",".join(f"{_dumps_string(str(k))}:{canonical_json(v)}" for k, v in items) + "}"
+        )
     if isinstance(value, Sequence):
         return "[" + ",".join(canonical_json(v) for v in value) + "]"
     raise TypeError(f"not a JSON value: {type(value).__name__}")

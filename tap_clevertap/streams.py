@@ -69,7 +69,9 @@ class EventStream(CleverTapStream):
                 "YYYYMMDD day: fix it or run without this stream's state"
             ) from exc
 
-    def _increment_stream_state(self, latest_record: Record, *, context: Context | None = None) -> None:
+    def _increment_stream_state(
+        self, latest_record: Record, *, context: Context | None = None
+    ) -> None:
         """Records never move the bookmark: whole windows do (see `_finish_window`)."""
 
     def _write_starting_replication_value(self, context: Context | None) -> None:

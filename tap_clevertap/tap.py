@@ -48,6 +48,10 @@ class TapClevertap(Tap):
         except ConfigValidationError as exc:
             errors = list(exc.errors)
         errors += config_problems(self._config)
+        passcode = self._config.get("passcode")
+        if passcode not in (None, ""):
+            # jsonschema messages quote the value ("123 is not of type 'string'").
+            errors = [error.replace(str(passcode), "***") for error in errors]
         if errors and raise_errors:
             raise ConfigValidationError(
                 "Config validation failed", errors=errors, schema=self.config_jsonschema
@@ -66,7 +70,9 @@ class TapClevertap(Tap):
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """SIGTERM/SIGINT: write the state earned so far (whole windows only) and exit
         non-zero, so that an orchestrator does not take the run for a success."""
-        self.logger.warning("Stopped by signal %d; the last STATE covers whole windows only", signum)
+        self.logger.warning(
+            "Stopped by signal %d; the last STATE covers whole windows only", signum
+        )
         try:
             self._state_writer.write_state(self.state)
         finally:

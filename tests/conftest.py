@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import logging
 import signal
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +26,35 @@ from tap_clevertap.sandbox import (
 from tap_clevertap.tap import TapClevertap
 
 ADDED_FIELDS = ("event_name", "event_time", "event_id")
+
+# Everything the tap printed in this test session (stdout, logs, errors), and every passcode
+# it was given: at the end of the session no passcode may appear in any of it.
+CAPTURED: list[str] = []
+PASSCODES: set[str] = {DEFAULT_PASSCODE}
+
+
+def capture_output(text: str) -> None:
+    CAPTURED.append(text)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_passcode_in_any_output() -> Iterator[None]:
+    yield
+    for passcode in PASSCODES:
+        leaks = [text[:200] for text in CAPTURED if passcode in text]
+        assert not leaks, f"passcode {passcode!r} appeared in tap output: {leaks[:3]}"
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
 WEEK = (dt.date(2024, 1, 1), dt.date(2024, 1, 7))
 
 
@@ -49,6 +79,8 @@ def make_config(server: SandboxServer, **overrides: Any) -> dict[str, Any]:
         "export_poll_seconds": 0.001,
     }
     config.update(overrides)
+    if isinstance(config.get("passcode"), str) and len(config["passcode"]) > 3:
+        PASSCODES.add(config["passcode"])
     return config
 
 
@@ -76,18 +108,30 @@ def run_tap(
     config: dict[str, Any],
     state: dict[str, Any] | None = None,
     catalog: dict[str, Any] | None = None,
+    sink: list[dict[str, Any]] | None = None,
 ) -> TapRun:
-    """Run the tap in this process and parse what it wrote to stdout."""
+    """Run the tap in this process and parse what it wrote to stdout (into `sink` too, which
+    keeps the messages when the run fails)."""
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     out = io.StringIO()
+    messages = sink if sink is not None else []
+    logs = _Collect()
+    root = logging.getLogger()
+    root.addHandler(logs)
     try:
         with redirect_stdout(out):
             tap = TapClevertap(config=config, state=state, catalog=catalog)
             tap.sync_all()
+    except Exception as exc:
+        logs.lines.append(f"{exc!r} {exc}")
+        raise
     finally:
+        root.removeHandler(logs)
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    return TapRun([json.loads(line) for line in out.getvalue().splitlines() if line])
+        capture_output(out.getvalue() + "\n".join(logs.lines))
+        messages.extend(json.loads(line) for line in out.getvalue().splitlines() if line)
+    return TapRun(messages)
 
 
 def raw_view(record: dict[str, Any]) -> dict[str, Any]:

@@ -148,7 +148,8 @@ def test_app_and_profile_fields_are_requested_and_delivered(sandbox: SandboxServ
     assert content_multiset([raw_view(r) for r in records]) == content_multiset(expected)
     assert all("profileData" in r["profile"] and "make" in r["profile"] for r in records)
     post = api_requests(sandbox, "POST")[0]
-    assert "app=true" in post["query"] and "profile=true" in post["query"]
+    assert "app=true" in post["query"]
+    assert "profile=true" in post["query"]
 
 
 def test_unknown_event_name_yields_no_records_and_a_warning(

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
     )
-    print(f"CleverTap sandbox listening on {server.url}", flush=True)  # noqa: T201
+    print(f"CleverTap sandbox listening on {server.url}", flush=True)
     if args.port_file:
         args.port_file.write_text(server.url.rsplit(":", 1)[1])
     try:

@@ -29,7 +29,7 @@ from tap_clevertap.sandbox.dataset import SandboxData
 EVENTS_PATH = "/1/events.json"
 MAX_BATCH_SIZE = 5000
 DEFAULT_ACCOUNT_ID = "SANDBOX-ACCOUNT"
-DEFAULT_PASSCODE = "sandbox-passcode"  # noqa: S105  (a fixed, public test credential)
+DEFAULT_PASSCODE = "sandbox-passcode"
 
 
 @dataclass
@@ -224,7 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
     def sandbox(self) -> SandboxServer:
         return self.server.sandbox  # type: ignore[attr-defined,no-any-return]
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Silence the default per-request stderr line."""
 
     # --- responses ------------------------------------------------------------------------
@@ -376,6 +376,7 @@ class _Handler(BaseHTTPRequestHandler):
         cursor = self.sandbox.new_cursor(export, 0, 0, 0)
         export.first_raw = unquote(cursor)
         self._entry["status"] = 200
+        self._entry["cursor_issued"] = cursor
         self._json(200, {"cursor": cursor, "status": "success"})
 
     def _page(self, params: dict[str, str]) -> None:
@@ -391,9 +392,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         export = cursor.export
         days_key = (_day_int(export.days[0]), _day_int(export.days[-1]))
-        self._entry.update(
-            event_name=export.event_name, day_from=days_key[0], day_to=days_key[1]
-        )
+        self._entry.update(event_name=export.event_name, day_from=days_key[0], day_to=days_key[1])
         if self._apply_fault(days_key):
             return
         if time.monotonic() < export.ready_at:
@@ -417,6 +416,7 @@ class _Handler(BaseHTTPRequestHandler):
                     export, day_index, position, cursor.page_number + 1
                 )
             next_raw = cursor.next_raw
+        self._entry["cursor_issued"] = next_raw
         head = json.dumps({"status": "success", "next_cursor": next_raw})[:-1]
         payload = head.encode() + b', "records": [' + b",".join(records) + b"]}"
         self._send(200, payload)

@@ -1,0 +1,164 @@
+"""Record shaping: canonical form, golden event ids, copy numbering, event_time."""
+
+from __future__ import annotations
+
+import copy
+import decimal
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tap_clevertap.records import (
+    CopyCounter,
+    EventsOutOfOrder,
+    EventTimes,
+    RecordShaper,
+    canonical_json,
+    ecmascript_number,
+)
+
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "event_ids.json").read_text())
+
+
+def shape_all(cases: list[dict[str, Any]]) -> list[str]:
+    shapers: dict[str, RecordShaper] = {}
+    ids = []
+    for case in cases:
+        name = case["event_name"]
+        shaper = shapers.setdefault(name, RecordShaper(name, EventTimes("UTC")))
+        ids.append(shaper.shape(copy.deepcopy(case["raw"]))["event_id"])
+    return ids
+
+
+def test_golden_event_ids_never_change() -> None:
+    assert shape_all(GOLDEN["cases"]) == [c["event_id"] for c in GOLDEN["cases"]]
+
+
+def test_golden_id_matches_the_documented_definition() -> None:
+    # event_id = SHA-256(JCS([event_name, objectId, ts, event_props, session_props, copy]))
+    text = (
+        '["App Launched","a8ffcbc9-a747-4ee3-a791-c5e58ad03097",20151023140416,'
+        '{"value":"pizza"},'
+        '{"session_source":"Direct","utm_campaign":"FooBar","utm_medium":"Bar","utm_source":"Foo"}'
+        ",1]"
+    )
+    assert hashlib.sha256(text.encode()).hexdigest() == GOLDEN["cases"][0]["event_id"]
+
+
+@pytest.mark.parametrize(
+    "loads",
+    [
+        json.loads,
+        orjson.loads,
+        lambda text: json.loads(text, parse_float=decimal.Decimal),
+    ],
+    ids=["json", "orjson", "json-decimal"],
+)
+def test_ids_do_not_depend_on_the_json_parser(loads: Any) -> None:
+    text = json.dumps([c["raw"] for c in GOLDEN["cases"]])
+    cases = [
+        {"event_name": c["event_name"], "raw": raw}
+        for c, raw in zip(GOLDEN["cases"], loads(text), strict=True)
+    ]
+    assert shape_all(cases) == [c["event_id"] for c in GOLDEN["cases"]]
+
+
+def test_key_order_does_not_matter() -> None:
+    raw = GOLDEN["cases"][0]["raw"]
+    reordered = json.loads(json.dumps(raw, sort_keys=True))
+    reordered["session_props"] = dict(reversed(list(raw["session_props"].items())))
+    shaper = RecordShaper("App Launched", EventTimes("UTC"))
+    assert shaper.shape(reordered)["event_id"] == GOLDEN["cases"][0]["event_id"]
+
+
+def test_profile_fields_other_than_object_id_do_not_change_the_id() -> None:
+    raw = copy.deepcopy(GOLDEN["cases"][0]["raw"])
+    raw["profile"].update(email="new@example.com", profileData={"x": 1}, os_version="15")
+    shaper = RecordShaper("App Launched", EventTimes("UTC"))
+    assert shaper.shape(raw)["event_id"] == GOLDEN["cases"][0]["event_id"]
+
+
+def test_identical_events_get_distinct_ids_and_a_new_window_numbers_again() -> None:
+    raw = GOLDEN["cases"][2]["raw"]
+    shaper = RecordShaper("Charged", EventTimes("UTC"))
+    first, second = (shaper.shape(copy.deepcopy(raw))["event_id"] for _ in range(2))
+    assert first != second
+    again = RecordShaper("Charged", EventTimes("UTC"))
+    assert again.shape(copy.deepcopy(raw))["event_id"] == first
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1.0, "1"),
+        (-0.0, "0"),
+        (0.1, "0.1"),
+        (1e-7, "1e-7"),
+        (1e-6, "0.000001"),
+        (1e21, "1e+21"),
+        (1e20, "100000000000000000000"),
+        (2.5e21, "2.5e+21"),
+        (123.456e-10, "1.23456e-8"),
+        (5e-324, "5e-324"),
+        (1.7976931348623157e308, "1.7976931348623157e+308"),
+        (-19.99, "-19.99"),
+    ],
+)
+def test_numbers_follow_ecmascript(value: float, text: str) -> None:
+    assert ecmascript_number(value) == text
+
+
+def test_canonical_json_sorts_by_utf16_and_escapes_minimally() -> None:
+    value = {
+        "b": [1, 2.0, None, True],
+        "a": 'é\n"\u0001',
+        "\u20ac": 1,
+        "\U0001f600": 2,
+        "\ufb00": 3,
+    }
+    assert canonical_json(value) == (
+        '{"a":"é\\n\\"\\u0001","b":[1,2,null,true],"€":1,"😀":2,"ﬀ":3}'
+    )
+    with pytest.raises(ValueError, match="NaN"):
+        canonical_json(float("nan"))
+
+
+def test_copy_counter_is_bounded_while_ordered_and_detects_disorder() -> None:
+    counter = CopyCounter()
+    assert [counter.next_copy(10, "a"), counter.next_copy(10, "a"), counter.next_copy(10, "b")] == [
+        1,
+        2,
+        1,
+    ]
+    assert counter.next_copy(11, "a") == 1
+    assert len(counter._counts) == 1  # only the current second is remembered
+    with pytest.raises(EventsOutOfOrder):
+        counter.next_copy(10, "a")
+    # Real content always includes ts (see identity_content).
+    everything = CopyCounter(remember_all=True)
+    assert [everything.next_copy(t, f"{t}|a") for t in (11, 10, 11)] == [1, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("zone", "ts", "utc"),
+    [
+        ("UTC", 20240101000000, "2024-01-01T00:00:00+00:00"),
+        ("Asia/Kolkata", 20240101053000, "2024-01-01T00:00:00+00:00"),
+        ("America/New_York", 20240310013000, "2024-03-10T06:30:00+00:00"),  # EST
+        ("America/New_York", 20240310033000, "2024-03-10T07:30:00+00:00"),  # EDT
+        ("America/New_York", 20241103013000, "2024-11-03T05:30:00+00:00"),  # first 1:30
+        ("Asia/Kathmandu", 20240615120000, "2024-06-15T06:15:00+00:00"),
+    ],
+)
+def test_event_time_reads_ts_in_the_account_zone(zone: str, ts: int, utc: str) -> None:
+    assert EventTimes(zone).utc_iso(ts) == utc
+
+
+def test_event_time_is_null_for_a_malformed_ts() -> None:
+    times = EventTimes("UTC")
+    assert times.utc_iso(20241399000000) is None
+    assert times.utc_iso("20240101000000") is None

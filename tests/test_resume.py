@@ -1,0 +1,168 @@
+"""Stops that must lose nothing: the tap killed at seeded points, then rerun with the last
+STATE it emitted; the union of the runs must hold every sandbox event."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tap_clevertap.sandbox import SandboxServer
+from tests.conftest import (
+    WEEK,
+    capture_output,
+    content_multiset,
+    expected_rows,
+    make_config,
+    raw_view,
+)
+
+EVENTS = {"app_launched": "App Launched", "charged": "Charged"}
+SEED = 20240107
+
+Trigger = Callable[[dict[str, Any], list[dict[str, Any]]], bool]
+
+
+@dataclass
+class Spawned:
+    proc: subprocess.Popen[str]
+    log: Path
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+
+def spawn(config: dict[str, Any], tmp_path: Path, state: dict[str, Any] | None) -> Spawned:
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    args = [sys.executable, "-m", "tap_clevertap", "--config", str(config_path)]
+    if state is not None:
+        state_path = tmp_path / "state.json"
+        state_path.write_text(json.dumps(state))
+        args += ["--state", str(state_path)]
+    # stderr to a file: a pipe nobody reads would fill up with logs and block the tap.
+    log = tmp_path / f"stderr-{len(list(tmp_path.iterdir()))}.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    return Spawned(proc, log)
+
+
+def run_until(
+    run: Spawned, trigger: Trigger | None, sig: int = signal.SIGKILL
+) -> tuple[list[dict[str, Any]], str]:
+    """Read messages; when `trigger` says so, signal the tap and keep only what was read."""
+    proc = run.proc
+    assert proc.stdout is not None
+    messages: list[dict[str, Any]] = []
+    for line in proc.stdout:
+        message = json.loads(line)
+        messages.append(message)
+        if trigger is not None and trigger(message, messages):
+            proc.send_signal(sig)
+            if sig == signal.SIGKILL:
+                break
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    err = run.log.read_text()
+    capture_output(json.dumps(messages) + err)
+    return messages, err
+
+
+def records_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in messages if m["type"] == "RECORD"]
+
+
+def last_state(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    states = [m["value"] for m in messages if m["type"] == "STATE"]
+    return states[-1] if states else None
+
+
+def after_kth_record(k: int) -> Trigger:
+    return lambda m, ms: m["type"] == "RECORD" and len(records_of(ms)) == k
+
+
+def after_nth_state(n: int) -> Trigger:
+    return lambda m, ms: m["type"] == "STATE" and sum(x["type"] == "STATE" for x in ms) == n
+
+
+def between_streams(m: dict[str, Any], ms: list[dict[str, Any]]) -> bool:
+    return bool(m["type"] == "SCHEMA" and m["stream"] == "charged")
+
+
+rng = random.Random(SEED)
+KILL_POINTS: dict[str, Trigger] = {
+    "after-kth-record": after_kth_record(rng.randint(30, 120)),
+    # Pages hold 10 records: the 5th record of the 14th page is mid-page.
+    "mid-page": after_kth_record(13 * 10 + 5),
+    "right-after-a-state": after_nth_state(rng.randint(2, 5)),
+    "between-streams": between_streams,
+}
+
+
+@pytest.fixture
+def slow_sandbox(sandbox: SandboxServer) -> SandboxServer:
+    # Slow enough that the tap cannot finish before the kill point is read.
+    sandbox.settings.page_delay = 0.01
+    return sandbox
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS), ids=list(KILL_POINTS))
+def test_sigkill_then_rerun_with_last_state_loses_nothing(
+    slow_sandbox: SandboxServer, tmp_path: Path, point: str
+) -> None:
+    config = make_config(slow_sandbox, batch_size=10)
+    killed = spawn(config, tmp_path, None)
+    first, _ = run_until(killed, KILL_POINTS[point])
+    assert killed.returncode == -signal.SIGKILL, "the tap finished before the kill point"
+
+    rerun = spawn(config, tmp_path, last_state(first))
+    second, err = run_until(rerun, None)
+    assert rerun.returncode == 0, err
+
+    for stream, event_name in EVENTS.items():
+        expected = content_multiset(expected_rows(slow_sandbox, event_name))
+        got_first = {
+            m["record"]["event_id"]: m["record"] for m in records_of(first) if m["stream"] == stream
+        }
+        got_second = {
+            m["record"]["event_id"]: m["record"]
+            for m in records_of(second)
+            if m["stream"] == stream
+        }
+        union = {**got_first, **got_second}
+        assert content_multiset([raw_view(r) for r in union.values()]) == expected
+        assert len(union) == sum(expected.values())
+        if stream == "charged" or point != "between-streams":
+            assert len(got_first) < len(union), "the killed run was not missing events"
+
+
+def test_sigterm_stops_promptly_with_the_state_earned(
+    slow_sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    config = make_config(slow_sandbox, batch_size=10)
+    proc = spawn(config, tmp_path, None)
+    first, err = run_until(proc, after_kth_record(75), sig=signal.SIGTERM)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "Stopped by signal 15" in err
+    state = last_state(first)
+    assert state is not None
+    # Every day the STATE bookmarks was emitted in full before the stop.
+    mark = state["bookmarks"]["app_launched"]["window_to"]
+    emitted = content_multiset([raw_view(m["record"]) for m in records_of(first)])
+    done = expected_rows(slow_sandbox, "App Launched", WEEK[0], WEEK[0].replace(day=mark % 100))
+    assert not content_multiset(done) - emitted
+
+    rerun = spawn(config, tmp_path, state)
+    second, _ = run_until(rerun, None)
+    union = {m["record"]["event_id"] for m in records_of(first) + records_of(second)}
+    total = sum(len(expected_rows(slow_sandbox, e)) for e in EVENTS.values())
+    assert len(union) == total

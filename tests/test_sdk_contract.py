@@ -1,0 +1,55 @@
+"""The singer-sdk internals this tap leans on. When the SDK changes under them, these fail.
+
+EventStream switches off record-driven bookmarks (`_increment_stream_state`,
+`_write_starting_replication_value`) and writes STATE after each window through
+`state_manager.is_flushed` + `_write_state_message`; the tap writes STATE on SIGTERM through
+`_state_writer`. Those are private: pinned to singer-sdk 0.54 in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import version
+
+import pytest
+from singer_sdk import Stream, Tap
+from singer_sdk.helpers._state import StateWriter
+from singer_sdk.streams._state import StreamStateManager
+
+from tap_clevertap.sandbox import SandboxServer
+from tap_clevertap.streams import EventStream
+from tests.conftest import make_config, run_tap
+
+
+def test_sdk_minor_version_is_the_pinned_one() -> None:
+    assert version("singer-sdk").startswith("0.54.")
+
+
+@pytest.mark.parametrize("name", ["_increment_stream_state", "_write_starting_replication_value"])
+def test_overridden_stream_internals_still_exist(name: str) -> None:
+    assert callable(getattr(Stream, name))
+    assert getattr(EventStream, name) is not getattr(Stream, name)
+
+
+def test_sync_records_calls_the_hooks_we_override() -> None:
+    source = inspect.getsource(Stream._sync_records)
+    assert "self._increment_stream_state(record" in source
+    assert "self._write_starting_replication_value(" in source
+    # A record is written before the next one is asked for: so once the generator resumes
+    # after a window's last record, that record is out and the window can be bookmarked.
+    assert source.index("self._write_record_message(record)") < source.index("yield record")
+
+
+def test_state_flush_flag_and_writer_exist() -> None:
+    assert "is_flushed" in inspect.getsource(StreamStateManager.__init__)
+    assert "if not self.state_manager.is_flushed" in inspect.getsource(Stream._write_state_message)
+    assert "_state_writer" in inspect.getsource(Tap.__init__)
+    assert callable(StateWriter.write_state)
+    assert callable(Tap._handle_termination)
+
+
+def test_state_holds_only_the_window_bookmark(sandbox: SandboxServer) -> None:
+    run = run_tap(make_config(sandbox, event_names=["Charged"], end_date="2024-01-03"))
+    for state in run.states:
+        for stream_state in state["bookmarks"].values():
+            assert set(stream_state) <= {"window_to"}, stream_state
