@@ -20,6 +20,7 @@ from tap_clevertap.client import (
     RetriesExhausted,
 )
 from tap_clevertap.sandbox import Fault, SandboxServer
+from tap_clevertap.tap import TapClevertap
 from tests.conftest import (
     api_requests,
     content_multiset,
@@ -220,3 +221,35 @@ def test_persistent_failure_on_day_n_keeps_the_bookmark_before_it(sandbox: Sandb
     union = {r["event_id"]: raw_view(r) for r in first_records + rerun.records()}
     expected = expected_rows(sandbox, "App Launched")
     assert content_multiset(list(union.values())) == content_multiset(expected)
+
+
+# --- stops at once ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_credentials_refused_stop_without_retries(sandbox: SandboxServer, status: int) -> None:
+    config = make_config(sandbox, **ONE_EVENT)
+    if status == 401:
+        config["passcode"] = "not-the-passcode"
+    else:
+        sandbox.faults.append(Fault("status", status=403, error="Forbidden", times=None))
+    with pytest.raises(CleverTapError, match=rf"refused the credentials \(HTTP {status}\)"):
+        run_tap(config)
+    assert len(api_requests(sandbox)) == 1
+
+
+def test_export_refused_at_run_time_names_the_event(sandbox: SandboxServer) -> None:
+    # CleverTap's answer for an event it will not export (HTTP 400, code 400).
+    sandbox.faults.append(
+        Fault("status", status=400, error="Export not allowed for this event", method="POST")
+    )
+    with pytest.raises(CleverTapError) as info:
+        run_tap(make_config(sandbox, **ONE_EVENT))
+    assert "does not allow exporting event 'App Launched'" in info.value.one_line()
+    assert len(api_requests(sandbox)) == 1
+
+
+def test_tls_verification_stays_on(sandbox: SandboxServer) -> None:
+    tap = TapClevertap(config=make_config(sandbox, **ONE_EVENT))
+    stream = tap.streams["app_launched"]
+    assert stream.requests_session.verify is True
