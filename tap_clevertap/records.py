@@ -26,6 +26,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tap_clevertap.schemas import EXTRA_KEY
+
 _dumps_string = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -179,10 +181,18 @@ class RecordShaper:
     from 1 and every event gets the same id as before.
     """
 
-    def __init__(self, event_name: str, times: EventTimes, *, remember_all: bool = False) -> None:
+    def __init__(
+        self,
+        event_name: str,
+        times: EventTimes,
+        *,
+        remember_all: bool = False,
+        fold_schema: Mapping[str, Any] | None = None,
+    ) -> None:
         self.event_name = event_name
         self.times = times
         self.copies = CopyCounter(remember_all=remember_all)
+        self.fold_schema = fold_schema
 
     def shape(self, raw: dict[str, Any]) -> dict[str, Any]:
         ts = raw.get("ts")
@@ -190,4 +200,21 @@ class RecordShaper:
         raw["event_name"] = self.event_name
         raw["event_time"] = self.times.utc_iso(ts)
         raw["event_id"] = event_id(content, self.copies.next_copy(ts, content))
+        if self.fold_schema is not None:
+            fold_unlisted(raw, self.fold_schema, EXTRA_KEY)
         return raw
+
+
+def fold_unlisted(node: dict[str, Any], schema: Mapping[str, Any], key: str) -> None:
+    """Move the keys `schema` does not declare into `node[key]`, at every declared level
+    (for flattened output, whose SCHEMA can only name declared keys)."""
+    declared = schema.get("properties")
+    if not declared:
+        return
+    unlisted = [name for name in node if name not in declared]
+    if unlisted:
+        node[key] = {name: node.pop(name) for name in unlisted}
+    for name, sub_schema in declared.items():
+        value = node.get(name)
+        if isinstance(value, dict) and sub_schema.get("properties"):
+            fold_unlisted(value, sub_schema, key)

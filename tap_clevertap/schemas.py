@@ -12,6 +12,16 @@ from singer_sdk import typing as th
 
 _ANY_JSON: dict[str, Any] = {}
 
+# Objects whose keys are anybody's (event properties, custom profile fields) are declared
+# without a `properties` key: with flattening on, the SDK turns such an object into one JSON
+# column, where an empty `properties` would make it vanish from SCHEMA while its flattened
+# keys still appear in RECORDs (and targets drop them).
+OPEN_OBJECT = th.CustomType({"type": ["object", "null"], "additionalProperties": True})
+
+# With flattening on, keys the schema does not declare are folded into this open object at
+# their level (`_sdc_extra`, `profile___sdc_extra`, ...): a flattened SCHEMA cannot list them.
+EXTRA_KEY = "_sdc_extra"
+
 PROFILE = th.ObjectType(
     th.Property("objectId", th.StringType, description="CleverTap ID of the device/user"),
     th.Property("platform", th.StringType),
@@ -24,7 +34,7 @@ PROFILE = th.ObjectType(
     th.Property("push_token", th.StringType),
     th.Property(
         "profileData",
-        th.ObjectType(additional_properties=True),
+        OPEN_OBJECT,
         description="Custom profile properties (include_profile_fields)",
     ),
     th.Property("os_version", th.StringType, description="include_app_fields"),
@@ -62,7 +72,18 @@ EVENT_SCHEMA: dict[str, Any] = th.PropertiesList(
         PROFILE,
         description="The user as they are at export time, not at the time of the event",
     ),
-    th.Property("event_props", th.ObjectType(additional_properties=True)),
+    th.Property("event_props", OPEN_OBJECT),
     th.Property("session_props", SESSION_PROPS),
     additional_properties=True,
 ).to_dict()
+
+
+def with_extra_columns(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `schema` where every object with declared keys also declares EXTRA_KEY."""
+    copy = dict(schema)
+    if "properties" in schema:
+        copy["properties"] = {
+            name: with_extra_columns(sub) for name, sub in schema["properties"].items()
+        }
+        copy["properties"][EXTRA_KEY] = {"type": ["object", "null"], "additionalProperties": True}
+    return copy

@@ -10,7 +10,7 @@ from tap_clevertap.client import CleverTapError, CleverTapStream, CursorRejected
 from tap_clevertap.config import parse_date, stream_name_for
 from tap_clevertap.pagination import CursorPaginator
 from tap_clevertap.records import EventsOutOfOrder, EventTimes, RecordShaper
-from tap_clevertap.schemas import EVENT_SCHEMA
+from tap_clevertap.schemas import EVENT_SCHEMA, with_extra_columns
 from tap_clevertap.windows import (
     Window,
     bookmark_after,
@@ -47,9 +47,15 @@ class EventStream(CleverTapStream):
     primary_keys = ("event_id",)
 
     def __init__(self, tap: Tap, event_name: str) -> None:
-        super().__init__(tap, name=stream_name_for(event_name), schema=EVENT_SCHEMA)
+        flattened = bool(tap.config.get("flattening_enabled")) and bool(
+            tap.config.get("flattening_max_depth")
+        )
+        schema = with_extra_columns(EVENT_SCHEMA) if flattened else EVENT_SCHEMA
+        super().__init__(tap, name=stream_name_for(event_name), schema=schema)
         self.event_name = event_name
         self._times = EventTimes(self.config["timezone"])
+        # Flattened output can only carry declared keys: fold the others into EXTRA_KEY.
+        self._fold_schema = schema if flattened else None
 
     def get_new_paginator(self) -> CursorPaginator:
         return CursorPaginator()
@@ -152,7 +158,12 @@ class EventStream(CleverTapStream):
         restarts = 0
         remember_all = False
         while True:
-            shaper = RecordShaper(self.event_name, self._times, remember_all=remember_all)
+            shaper = RecordShaper(
+                self.event_name,
+                self._times,
+                remember_all=remember_all,
+                fold_schema=self._fold_schema,
+            )
             emitted = 0
             try:
                 for raw in self.request_records(context):
