@@ -20,6 +20,7 @@ from tap_clevertap.client import (
     RetriesExhausted,
 )
 from tap_clevertap.sandbox import Fault, SandboxServer
+from tap_clevertap.streams import EventStream
 from tap_clevertap.tap import TapClevertap
 from tests.conftest import (
     api_requests,
@@ -252,4 +253,5 @@ def test_export_refused_at_run_time_names_the_event(sandbox: SandboxServer) -> N
 def test_tls_verification_stays_on(sandbox: SandboxServer) -> None:
     tap = TapClevertap(config=make_config(sandbox, **ONE_EVENT))
     stream = tap.streams["app_launched"]
+    assert isinstance(stream, EventStream)
     assert stream.requests_session.verify is True
