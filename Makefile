@@ -1,12 +1,17 @@
 # Two commands on a fresh machine (only Python, pip and make needed):
-#   make demo   the tap against the bundled CleverTap sandbox, then what landed
-#   make test   every check: lint, format, types, tests
+#   make demo   Meltano runs the tap against the bundled CleverTap sandbox into DuckDB, twice
+#   make test   every check: lint, format, types, and all tests (Meltano, singer-check-tap too)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Meltano and singer-tools pin libraries that clash with singer-sdk: each gets its own venv.
+MELTANO_VENV ?= .venv-meltano
+CHECK_TAP_VENV ?= .venv-singer-tools
 PIP_QUIET ?= -q
+ECOSYSTEM_ENV = MELTANO_BIN=$(abspath $(MELTANO_VENV))/bin/meltano \
+	SINGER_CHECK_TAP_BIN=$(abspath $(CHECK_TAP_VENV))/bin/singer-check-tap
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint pytest venv ecosystem clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,18 +19,32 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install $(PIP_QUIET) -e '.[dev]'
 	touch $@
 
+$(MELTANO_VENV)/.installed:
+	$(PYTHON) -m venv $(MELTANO_VENV)
+	$(MELTANO_VENV)/bin/python -m pip install $(PIP_QUIET) 'meltano==4.4.1'
+	touch $@
+
+$(CHECK_TAP_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECK_TAP_VENV)
+	$(CHECK_TAP_VENV)/bin/python -m pip install $(PIP_QUIET) 'singer-tools==0.4.1'
+	touch $@
+
 venv: $(VENV)/.installed
+
+ecosystem: $(MELTANO_VENV)/.installed $(CHECK_TAP_VENV)/.installed
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
-	$(BIN)/pytest
+pytest: venv ecosystem
+	$(ECOSYSTEM_ENV) REQUIRE_ECOSYSTEM=1 $(BIN)/pytest
 
-demo: venv
-	$(BIN)/python scripts/demo.py
+test: lint pytest
+
+demo: venv $(MELTANO_VENV)/.installed
+	$(ECOSYSTEM_ENV) $(BIN)/python scripts/demo.py
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MELTANO_VENV) $(CHECK_TAP_VENV) .meltano .demo output events.duckdb

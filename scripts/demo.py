@@ -1,27 +1,76 @@
-"""`make demo`: the tap against the bundled CleverTap sandbox, twice, then what landed.
+"""`make demo`: Meltano runs tap-clevertap against the bundled sandbox into DuckDB, twice.
 
-Starts the sandbox on a free port, runs `tap-clevertap` for two event names over a week,
-prints events per stream per day and a sample row, then runs again with the saved state to
-show that the second run only reads the lookback days.
+1. starts the CleverTap sandbox on a free port,
+2. `meltano install`, then `meltano run tap-clevertap target-duckdb` (a week, two events),
+3. prints what landed: events per stream per day, and a sample row,
+4. runs again: incremental (only the lookback day is read) and no row doubles (upsert on
+   event_id), then stops the sandbox. `clevertap.duckdb` stays for you to open.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
-WORK = Path(".demo")
-EVENTS = ["App Launched", "Charged"]
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".demo"
+DATABASE = ROOT / "events.duckdb"
+DUCKDB_PYTHON = ROOT / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "python"
+MELTANO = os.environ.get("MELTANO_BIN", "meltano")
+
+QUERY_SCRIPT = """
+import duckdb, sys
+con = duckdb.connect(sys.argv[1], read_only=True)
+print(f"{'stream':<14} {'day':<10} {'events':>6}")
+for table in ("app_launched", "charged"):
+    rows = con.execute(
+        f"select substr(cast(ts as varchar), 1, 8) as day, count(*) from clevertap.{table} "
+        "group by day order by day"
+    ).fetchall()
+    for day, count in rows:
+        print(f"{table:<14} {day:<10} {count:>6}")
+    total, distinct = con.execute(
+        f"select count(*), count(distinct event_id) from clevertap.{table}"
+    ).fetchone()
+    print(f"{table:<14} {'total':<10} {total:>6}  ({distinct} distinct event_id)")
+if len(sys.argv) > 2:
+    cur = con.execute(
+        "select event_id, event_name, event_time, ts, profile, event_props, session_props "
+        "from clevertap.charged order by ts limit 1"
+    )
+    names = [d[0] for d in cur.description]
+    print("sample row (clevertap.charged):")
+    for name, value in zip(names, cur.fetchone()):
+        print(f"  {name:<14} {str(value)[:110]}")
+"""
+
+
+def meltano(*args: str, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [MELTANO, *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    (WORK / "meltano.log").open("a").write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        sys.exit(f"meltano {' '.join(args)} failed; see {WORK / 'meltano.log'}")
+    return result.stderr
+
+
+def progress(log: str) -> None:
+    for line in log.splitlines():
+        if "tap-clevertap" in line and (": reading " in line or " done (" in line):
+            print("  " + line.split("tap-clevertap", 1)[1].strip())
+
+
+def show(sample: bool) -> None:
+    args = [str(DUCKDB_PYTHON), "-c", QUERY_SCRIPT, str(DATABASE)] + (["sample"] if sample else [])
+    subprocess.run(args, check=True)
 
 
 def start_sandbox() -> tuple[subprocess.Popen[bytes], str]:
     port_file = WORK / "sandbox.port"
-    port_file.unlink(missing_ok=True)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -34,71 +83,36 @@ def start_sandbox() -> tuple[subprocess.Popen[bytes], str]:
         ],
         stdout=subprocess.DEVNULL,
     )
-    for _ in range(100):
+    for _ in range(200):
         if port_file.exists() and port_file.read_text():
             return proc, f"http://127.0.0.1:{port_file.read_text()}"
         time.sleep(0.05)
     proc.kill()
-    raise SystemExit("the sandbox did not start")
-
-
-def run_tap(config: Path, state: Path | None, output: Path) -> list[dict[str, Any]]:
-    args = [sys.executable, "-m", "tap_clevertap", "--config", str(config)]
-    if state is not None:
-        args += ["--state", str(state)]
-    with output.open("w") as out, (WORK / "tap.log").open("a") as log:
-        subprocess.run(args, stdout=out, stderr=log, check=True)
-    return [json.loads(line) for line in output.read_text().splitlines()]
-
-
-def summarize(title: str, messages: list[dict[str, Any]]) -> None:
-    records = [m for m in messages if m["type"] == "RECORD"]
-    per_day = Counter((m["stream"], str(m["record"]["ts"])[:8]) for m in records)
-    print(f"\n== {title}: {len(records)} records ==")
-    print(f"{'stream':<14} {'day':<10} {'events':>6}")
-    for (stream, day), count in sorted(per_day.items()):
-        print(f"{stream:<14} {day:<10} {count:>6}")
-    states = [m["value"] for m in messages if m["type"] == "STATE"]
-    print("final STATE:", json.dumps(states[-1]))
+    sys.exit("the sandbox did not start")
 
 
 def main() -> None:
-    WORK.mkdir(exist_ok=True)
+    # A fresh start every time: its own state database, no DuckDB file from before.
+    subprocess.run(["rm", "-rf", str(WORK), str(DATABASE)], check=True)
+    WORK.mkdir()
     sandbox, url = start_sandbox()
+    env = {
+        **os.environ,
+        "CLEVERTAP_SANDBOX_URL": url,
+        "MELTANO_DATABASE_URI": f"sqlite:///{WORK}/meltano.db",
+        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
     try:
-        config = WORK / "config.json"
-        config.write_text(
-            json.dumps(
-                {
-                    "account_id": "SANDBOX-ACCOUNT",
-                    "passcode": "sandbox-passcode",
-                    "api_url": url,
-                    "event_names": EVENTS,
-                    "start_date": "2024-01-01",
-                    "end_date": "2024-01-07",
-                    "lookback_days": 1,
-                    "include_profile_fields": True,
-                },
-                indent=2,
-            )
-        )
-        print(f"CleverTap sandbox on {url}; tap logs in {WORK / 'tap.log'}")
-        first = run_tap(config, None, WORK / "run1.jsonl")
-        summarize("first run (full week)", first)
-        sample = next(m["record"] for m in first if m["type"] == "RECORD")
-        print("sample row:", json.dumps(sample, ensure_ascii=False)[:600], "...")
-
-        state = WORK / "state.json"
-        state.write_text(json.dumps([m["value"] for m in first if m["type"] == "STATE"][-1]))
-        second = run_tap(config, state, WORK / "run2.jsonl")
-        summarize("second run (incremental: only the lookback day)", second)
-        ids_first = {m["record"]["event_id"] for m in first if m["type"] == "RECORD"}
-        ids_second = {m["record"]["event_id"] for m in second if m["type"] == "RECORD"}
-        print(
-            f"\nsecond run re-read {len(ids_second)} events, all already loaded "
-            f"({len(ids_second - ids_first)} new ids): a target upserting on event_id keeps "
-            f"{len(ids_first | ids_second)} rows."
-        )
+        print(f"CleverTap sandbox on {url}; Meltano's log in {WORK / 'meltano.log'}")
+        print("meltano install ...")
+        meltano("install", env=env)
+        print("\n== meltano run tap-clevertap target-duckdb (first run: 2024-01-01..07) ==")
+        progress(meltano("run", "tap-clevertap", "target-duckdb", env=env))
+        show(sample=True)
+        print("\n== the same command again: incremental ==")
+        progress(meltano("run", "tap-clevertap", "target-duckdb", env=env))
+        show(sample=False)
+        print(f"\nDuckDB file: {DATABASE} (schema clevertap); open it with the duckdb CLI.")
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)

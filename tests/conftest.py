@@ -6,11 +6,13 @@ import datetime as dt
 import io
 import json
 import logging
+import os
 import signal
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +28,18 @@ from tap_clevertap.sandbox import (
 from tap_clevertap.tap import TapClevertap
 
 ADDED_FIELDS = ("event_name", "event_time", "event_id")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def ecosystem_tool(env_name: str) -> str:
+    """Path of a tool `make test` installs in its own venv (Meltano, singer-check-tap)."""
+    path = os.environ.get(env_name)
+    if path and Path(path).exists():
+        return path
+    if os.environ.get("REQUIRE_ECOSYSTEM"):
+        pytest.fail(f"{env_name} is not set to an installed tool: run `make test`")
+    pytest.skip(f"{env_name} not set: `make test` installs it")
+
 
 # Everything the tap printed in this test session (stdout, logs, errors), and every passcode
 # it was given: at the end of the session no passcode may appear in any of it.
