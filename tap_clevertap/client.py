@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import weakref
 from collections.abc import Callable, Generator, Iterable
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import backoff
@@ -25,6 +27,8 @@ from tap_clevertap.config import base_url
 if TYPE_CHECKING:
     from backoff.types import Details
     from singer_sdk.helpers.types import Context
+
+    from tap_clevertap.pagination import CursorPaginator
 
     RequestFunc = Callable[[requests.PreparedRequest, Context | None], requests.Response]
 
@@ -186,6 +190,45 @@ class CleverTapStream(RESTStream[str | None]):
             headers=self.http_headers,
             safe_query_chars="%",
         )
+
+    # --- one export: step 1 and the pages ------------------------------------------------
+
+    @property
+    def slots(self) -> threading.BoundedSemaphore | None:
+        """The tap-wide limit of HTTP requests in flight, when the tap sets one."""
+        return getattr(self._tap, "request_slots", None)
+
+    def _request(
+        self, prepared_request: requests.PreparedRequest, context: Context | None
+    ) -> requests.Response:
+        # A slot is held for the request itself only, not while backing off or polling.
+        slots = self.slots
+        if slots is None:
+            return super()._request(prepared_request, context)
+        with slots:
+            return super()._request(prepared_request, context)
+
+    @cached_property
+    def _send(self) -> RequestFunc:
+        return self.request_decorator(self._request)
+
+    def open_export(self, context: Context) -> tuple[CursorPaginator, requests.Response]:
+        """Step 1 (POST for a cursor), then the export's first page, polled until ready."""
+        paginator = self.get_new_paginator()
+        created = self._send(self._prepare_request(context=context, page=paginator), context)
+        paginator.advance(created)
+        if paginator.finished:
+            raise CleverTapError("CleverTap answered the export request without a cursor")
+        return paginator, self.fetch_page(paginator, context)
+
+    def fetch_page(self, paginator: CursorPaginator, context: Context) -> requests.Response:
+        """The page at the paginator's cursor (the SDK's request building and retries)."""
+        return self._send(self._prepare_request(context=context, page=paginator), context)
+
+    def get_new_paginator(self) -> CursorPaginator:
+        from tap_clevertap.pagination import CursorPaginator  # noqa: PLC0415  (cycle)
+
+        return CursorPaginator()
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         # The last page may be just {"status": "success"} without a records key.

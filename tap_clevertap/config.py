@@ -159,6 +159,21 @@ CONFIG_SCHEMA = th.PropertiesList(
         description="Seconds to keep polling one export that is still being prepared.",
     ),
     th.Property(
+        "max_concurrent_requests",
+        th.IntegerType(minimum=1),
+        default=3,
+        description=(
+            "HTTP requests in flight at once (CleverTap allows 3 per account). Above 1, "
+            "exports are prepared ahead and the next page is fetched while one is written."
+        ),
+    ),
+    th.Property(
+        "max_exports_ahead",
+        th.IntegerType(minimum=0),
+        default=2,
+        description="Exports opened ahead of the one being read (each holds a cursor).",
+    ),
+    th.Property(
         "max_window_restarts",
         th.IntegerType(minimum=0),
         default=3,

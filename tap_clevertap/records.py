@@ -21,37 +21,101 @@ import datetime as dt
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tap_clevertap.schemas import EXTRA_KEY
 
-_dumps_string = json.JSONEncoder(ensure_ascii=False).encode
+# The C string escaper of the json module: escapes only '"', '\\' and control characters,
+# which is RFC 8785's minimal escaping.
+_dumps_string: Callable[[str], str] = json.encoder.encode_basestring
+
+# Keys repeat from event to event: remember their escaped text and whether they hold a
+# character beyond U+FFFF (only then do UTF-16 and code point order disagree).
+_KEYS: dict[str, tuple[str, bool]] = {}
 
 
-def canonical_json(value: Any) -> str:  # noqa: PLR0911  (one return per JSON type)
-    """RFC 8785 (JCS) text of a JSON value; see the module docstring for the one deviation."""
-    if isinstance(value, str):
-        return _dumps_string(value)
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, (float, Decimal)):
-        return ecmascript_number(float(value))
-    if isinstance(value, Mapping):
-        items = sorted(value.items(), key=lambda kv: str(kv[0]).encode("utf-16-be"))
-        return (
-            "{" + ",".join(f"{_dumps_string(str(k))}:{canonical_json(v)}" for k, v in items) + "}"
+def _key(key: str) -> tuple[str, bool]:
+    known = _KEYS.get(key)
+    if known is None:
+        if len(_KEYS) > 50_000:
+            _KEYS.clear()
+        known = _KEYS[key] = (_dumps_string(key) + ":", any(c > "\uffff" for c in key))
+    return known
+
+
+def _object(value: Mapping[Any, Any]) -> str:
+    # The hot path of every event id: scalars are encoded inline, not through calls.
+    parts = []
+    astral = False
+    for key in sorted(value):  # JSON object keys are strings
+        known = _KEYS.get(key) or _key(key)
+        astral = astral or known[1]
+        item = value[key]
+        kind = type(item)
+        if kind is str:
+            parts.append(known[0] + _dumps_string(item))
+        elif kind is int:
+            parts.append(known[0] + int.__repr__(item))
+        elif item is None:
+            parts.append(known[0] + "null")
+        elif kind is float:
+            parts.append(known[0] + _float(item))
+        else:
+            parts.append(known[0] + canonical_json(item))
+    if astral:  # code point order and UTF-16 order differ only for keys beyond U+FFFF
+        pairs = sorted(
+            zip(sorted(value), parts, strict=True), key=lambda kp: str(kp[0]).encode("utf-16-be")
         )
+        parts = [part for _, part in pairs]
+    return "{" + ",".join(parts) + "}"
+
+
+def _array(value: Sequence[Any]) -> str:
+    return "[" + ",".join([canonical_json(v) for v in value]) + "]"
+
+
+def _float(value: float) -> str:
+    text = float.__repr__(value)
+    # repr() writes fixed notation for 1e-4 <= |x| < 1e16 with the same shortest digits as
+    # ECMAScript, which also writes fixed notation there; only "x.0" differs ("x").
+    if "e" in text or "n" in text or value == 0:
+        return ecmascript_number(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _number(value: float | Decimal) -> str:
+    return _float(float(value))
+
+
+_BY_TYPE: dict[type, Callable[[Any], str]] = {
+    str: _dumps_string,
+    int: int.__repr__,
+    bool: lambda v: "true" if v else "false",
+    type(None): lambda _: "null",
+    float: _float,
+    Decimal: _number,
+    dict: _object,
+    list: _array,
+    tuple: _array,
+}
+
+
+def canonical_json(value: Any) -> str:
+    """RFC 8785 (JCS) text of a JSON value; see the module docstring for the one deviation."""
+    encode = _BY_TYPE.get(type(value))
+    if encode is not None:
+        return encode(value)
+    # Subclasses (a str enum, an OrderedDict, ...): dispatch on what they are.
+    for kind in (bool, str, int, float, Decimal):
+        if isinstance(value, kind):
+            return _BY_TYPE[kind](value)
+    if isinstance(value, Mapping):
+        return _object(value)
     if isinstance(value, Sequence):
-        return "[" + ",".join(canonical_json(v) for v in value) + "]"
+        return _array(value)
     raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
@@ -141,17 +205,45 @@ def event_id(content: str, copy: int) -> str:
     return hashlib.sha256(f"[{content},{copy}]".encode()).hexdigest()
 
 
+_SECONDS = [f"{second:02d}+00:00" for second in range(60)]
+
+
 class EventTimes:
-    """`ts` (yyyyMMddHHmmss in the account's zone) -> ISO-8601 UTC text, with the zone
-    offset looked up once per local minute (zone transitions fall on whole minutes)."""
+    """`ts` (yyyyMMddHHmmss in the account's zone) -> ISO-8601 UTC text.
+
+    The zone offset is looked up once per local minute (zone transitions fall on whole
+    minutes), and the minute's UTC text is kept, so most events only append their second.
+    """
 
     def __init__(self, timezone: str) -> None:
         self.zone = ZoneInfo(timezone)
-        self._offsets: dict[int, dt.timedelta] = {}
+        self._minutes: dict[int, str | None] = {}
 
     def utc_iso(self, ts: Any) -> str | None:
-        if not isinstance(ts, int) or isinstance(ts, bool):
+        if type(ts) is not int:
             return None
+        second = ts % 100
+        prefix = self._minutes.get(ts // 100, "")
+        if prefix == "":
+            prefix = self._minute_prefix(ts // 100)
+        if prefix is None or second > 59:
+            return self._slow(ts)
+        return prefix + _SECONDS[second]
+
+    def _minute_prefix(self, minute: int) -> str | None:
+        if len(self._minutes) > 100_000:
+            self._minutes.clear()
+        utc = self._to_utc(minute * 100)
+        # An offset with seconds (only in zones' distant past) cannot share a prefix.
+        prefix = utc.isoformat()[:17] if utc is not None and utc.second == 0 else None
+        self._minutes[minute] = prefix
+        return prefix
+
+    def _slow(self, ts: int) -> str | None:
+        utc = self._to_utc(ts)
+        return None if utc is None else utc.isoformat() + "+00:00"
+
+    def _to_utc(self, ts: int) -> dt.datetime | None:
         try:
             local = dt.datetime(
                 ts // 10**10,
@@ -163,15 +255,9 @@ class EventTimes:
             )
         except ValueError:
             return None
-        minute = ts // 100
-        offset = self._offsets.get(minute)
-        if offset is None:
-            if len(self._offsets) > 100_000:
-                self._offsets.clear()
-            # fold=0: a wall time that occurs twice (clocks going back) is read as the first.
-            offset = local.replace(tzinfo=self.zone).utcoffset() or dt.timedelta(0)
-            self._offsets[minute] = offset
-        return (local - offset).isoformat() + "+00:00"
+        # fold=0: a wall time that occurs twice (clocks going back) is read as the first.
+        offset = local.replace(tzinfo=self.zone).utcoffset() or dt.timedelta(0)
+        return local - offset
 
 
 class RecordShaper:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import threading
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import Tap
@@ -11,7 +13,9 @@ from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from tap_clevertap.client import CleverTapError
 from tap_clevertap.config import CONFIG_SCHEMA, config_problems
+from tap_clevertap.exports import ExportScheduler
 from tap_clevertap.streams import EventStream
+from tap_clevertap.windows import today_in
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -36,6 +40,27 @@ class TapClevertap(Tap):
 
     def discover_streams(self) -> list[EventStream]:
         return [EventStream(self, name) for name in self.config.get("event_names") or []]
+
+    @cached_property
+    def request_slots(self) -> threading.BoundedSemaphore:
+        """HTTP requests in flight across all streams (CleverTap allows 3 per account)."""
+        return threading.BoundedSemaphore(self.config["max_concurrent_requests"])
+
+    @cached_property
+    def exports(self) -> ExportScheduler:
+        """Every window of every selected stream, in the order the SDK syncs them, so that
+        exports are opened ahead across stream boundaries too."""
+        scheduler = ExportScheduler(
+            max_concurrent_requests=self.config["max_concurrent_requests"],
+            max_exports_ahead=self.config["max_exports_ahead"],
+        )
+        today = today_in(self.config["timezone"])
+        for stream in self.streams.values():
+            if isinstance(stream, EventStream) and stream.selected:
+                for window in stream.plan(today):
+                    context = stream.export_context(window)
+                    scheduler.plan(stream.export_key(window), partial(stream.open_export, context))
+        return scheduler
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         # The SDK does not apply the schema's defaults; apply them once, here, before any

@@ -31,7 +31,13 @@ from tests.conftest import (
     run_tap,
 )
 
-ONE_EVENT = {"event_names": ["App Launched"], "end_date": "2024-01-03"}
+# One request at a time, so that each test can assert the exact sequence of requests;
+# tests/test_concurrency.py covers faults while exports are prepared ahead.
+ONE_EVENT = {
+    "event_names": ["App Launched"],
+    "end_date": "2024-01-03",
+    "max_concurrent_requests": 1,
+}
 
 
 def assert_complete(sandbox: SandboxServer, records: list[dict[str, Any]]) -> None:

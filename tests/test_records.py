@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import decimal
 import hashlib
 import json
+import random
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -162,3 +165,79 @@ def test_event_time_is_null_for_a_malformed_ts() -> None:
     times = EventTimes("UTC")
     assert times.utc_iso(20241399000000) is None
     assert times.utc_iso("20240101000000") is None
+
+
+def reference_canonical(value: Any) -> str:
+    """RFC 8785 written plainly, to check the optimised canonical_json against."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return ecmascript_number(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: kv[0].encode("utf-16-be"))
+        return (
+            "{"
+            + ",".join(f"{reference_canonical(k)}:{reference_canonical(v)}" for k, v in items)
+            + "}"
+        )
+    return "[" + ",".join(reference_canonical(v) for v in value) + "]"
+
+
+def random_json(rng: random.Random, depth: int = 0) -> Any:
+    alphabet = ["a", "B", "é", "\u20ac", "\ufb00", "\U0001f600", '"', "\\", "\n", "\x01", " ", "9"]
+    kind = rng.randrange(8 if depth < 3 else 6)
+    if kind == 0:
+        return rng.choice([None, True, False])
+    if kind == 1:
+        return rng.randint(-(10**20), 10**20)
+    if kind == 2:
+        return rng.choice(
+            [rng.uniform(-1e6, 1e6), rng.random() * 10 ** rng.randint(-30, 30), 0.0, -0.0]
+        )
+    if kind in (3, 4, 5):
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+    if kind == 6:
+        return [random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return {
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4))): random_json(rng, depth + 1)
+        for _ in range(rng.randint(0, 5))
+    }
+
+
+def test_canonical_json_matches_the_plain_reference_on_random_values() -> None:
+    rng = random.Random(8785)
+    for _ in range(3000):
+        value = random_json(rng)
+        assert canonical_json(value) == reference_canonical(value)
+
+
+@pytest.mark.parametrize(
+    "zone", ["UTC", "America/New_York", "Europe/London", "Asia/Kolkata", "Australia/Lord_Howe"]
+)
+def test_event_time_matches_zoneinfo_for_every_minute_of_transition_days(zone: str) -> None:
+    times = EventTimes(zone)
+    tz = ZoneInfo(zone)
+    rng = random.Random(zone)
+    days = [
+        dt.date(2024, 3, 10),
+        dt.date(2024, 3, 31),
+        dt.date(2024, 4, 7),
+        dt.date(2024, 10, 6),
+        dt.date(2024, 11, 3),
+    ]
+    for day in days:
+        for minute in range(0, 24 * 60, 7):
+            local = dt.datetime.combine(day, dt.time()) + dt.timedelta(
+                minutes=minute, seconds=rng.randrange(60)
+            )
+            ts = int(local.strftime("%Y%m%d%H%M%S"))
+            expected = (
+                local - (local.replace(tzinfo=tz).utcoffset() or dt.timedelta())
+            ).isoformat() + "+00:00"
+            assert times.utc_iso(ts) == expected

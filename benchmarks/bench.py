@@ -1,0 +1,206 @@
+"""Benchmarks, printed and never asserted: `python benchmarks/bench.py`.
+
+1. Throughput: the tap vs the ceiling (benchmarks/ceiling.py: requests + orjson, printing
+   RECORD lines), alternately several times in one run, to /dev/null; plus the sandbox's
+   fetch-and-parse-only rate, which must be above the ceiling (the sandbox is not the limit).
+2. Memory: peak RSS of the tap process (its own ru_maxrss) for a large export.
+3. Overlap: wall time with export preparation (code 2) and slow pages, max_concurrent_requests
+   3 vs 1.
+Machines are noisy: each figure is min/median/max over the repeats, ratios from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Sandbox:
+    def __init__(self, work: Path, *args: str) -> None:
+        port_file = work / f"port-{time.monotonic_ns()}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tap_clevertap.sandbox",
+                "--port",
+                "0",
+                "--port-file",
+                str(port_file),
+                *args,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(400):
+            if port_file.exists() and port_file.read_text():
+                self.url = f"http://127.0.0.1:{port_file.read_text()}"
+                return
+            time.sleep(0.05)
+        raise SystemExit("sandbox did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def write_config(work: Path, name: str, **config: object) -> Path:
+    path = work / f"{name}.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and the child's peak RSS in MiB."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    with open(os.devnull, "wb") as devnull:
+        subprocess.run(cmd, stdout=devnull, stderr=subprocess.DEVNULL, check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the max over all children so far: run the biggest last.
+    return wall, max(before, after) / 1024
+
+
+def spread(values: list[float], unit: str = "") -> str:
+    return (
+        f"min {min(values):,.0f}{unit} / median {statistics.median(values):,.0f}{unit} / "
+        f"max {max(values):,.0f}{unit}"
+    )
+
+
+def base_config(url: str, **extra: object) -> dict[str, object]:
+    return {
+        "account_id": "SANDBOX-ACCOUNT",
+        "passcode": "sandbox-passcode",
+        "api_url": url,
+        **extra,
+    }
+
+
+def throughput(work: Path, repeats: int, per_day: int, days: int) -> None:
+    sandbox = Sandbox(work, "--events-per-day", str(per_day))
+    try:
+        end = f"2024-01-{days:02d}"
+        config = write_config(
+            work,
+            "throughput",
+            **base_config(
+                sandbox.url, event_names=["App Launched"], start_date="2024-01-01", end_date=end
+            ),
+        )
+        tap = [sys.executable, "-m", "tap_clevertap", "--config", str(config)]
+        ceiling = [sys.executable, str(ROOT / "benchmarks" / "ceiling.py"), "--config", str(config)]
+        records = sum(
+            1 for _ in subprocess.run(ceiling, capture_output=True, check=True).stdout.splitlines()
+        )
+        timed(ceiling + ["--parse-only"])  # warm the sandbox's page cache
+        rates: dict[str, list[float]] = {"parse-only": [], "ceiling": [], "tap": []}
+        ratios: list[float] = []
+        for _ in range(repeats):
+            parse_wall, _ = timed(ceiling + ["--parse-only"])
+            ceiling_wall, _ = timed(ceiling)
+            tap_wall, _ = timed(tap)
+            rates["parse-only"].append(records / parse_wall)
+            rates["ceiling"].append(records / ceiling_wall)
+            rates["tap"].append(records / tap_wall)
+            ratios.append(ceiling_wall / tap_wall)
+        print(
+            f"\n[throughput] {records:,} records ({days} one-day windows), {repeats} alternating repeats"
+        )
+        for name, values in rates.items():
+            print(f"  {name:<11} records/s  {spread(values)}")
+        print(
+            f"  tap / ceiling ratio    min {min(ratios):.2f} / median {statistics.median(ratios):.2f}"
+            f" / max {max(ratios):.2f}"
+        )
+    finally:
+        sandbox.stop()
+
+
+def memory(work: Path, per_day: int, days: int) -> None:
+    sandbox = Sandbox(work, "--events-per-day", str(per_day))
+    try:
+        end = f"2024-01-{days:02d}"
+        config = write_config(
+            work,
+            "memory",
+            **base_config(
+                sandbox.url, event_names=["Charged"], start_date="2024-01-01", end_date=end
+            ),
+        )
+        wall, rss = timed([sys.executable, "-m", "tap_clevertap", "--config", str(config)])
+        print(
+            f"\n[memory] ~{per_day * days:,} records over {days} one-day windows: "
+            f"peak RSS of the tap {rss:.0f} MiB, {wall:.0f} s"
+        )
+    finally:
+        sandbox.stop()
+
+
+def overlap(work: Path, repeats: int) -> None:
+    sandbox = Sandbox(
+        work, "--events-per-day", "300", "--prepare-seconds", "2", "--page-delay", "0.05"
+    )
+    try:
+        walls: dict[int, list[float]] = {1: [], 3: []}
+        for _ in range(repeats):
+            for concurrency in (1, 3):
+                config = write_config(
+                    work,
+                    f"overlap{concurrency}",
+                    **base_config(
+                        sandbox.url,
+                        event_names=["App Launched", "Charged", "Product Viewed"],
+                        start_date="2024-01-01",
+                        end_date="2024-01-07",
+                        batch_size=100,
+                        export_poll_seconds=0.25,
+                        max_concurrent_requests=concurrency,
+                    ),
+                )
+                wall, _ = timed([sys.executable, "-m", "tap_clevertap", "--config", str(config)])
+                walls[concurrency].append(wall)
+        ratios = [a / b for a, b in zip(walls[3], walls[1], strict=True)]
+        print("\n[overlap] 3 streams x 7 one-day windows, 2 s export preparation, 50 ms per page")
+        for concurrency, values in walls.items():
+            print(f"  max_concurrent_requests={concurrency}: wall s {spread(values, ' s')}")
+        print(
+            f"  wall ratio (3 / 1)     min {min(ratios):.2f} / median {statistics.median(ratios):.2f}"
+            f" / max {max(ratios):.2f}"
+        )
+    finally:
+        sandbox.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--records-per-day", type=int, default=20_000)
+    parser.add_argument("--days", type=int, default=10)
+    parser.add_argument("--memory-records-per-day", type=int, default=100_000)
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["throughput", "memory", "overlap"]
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if "throughput" not in args.skip:
+            throughput(work, args.repeats, args.records_per_day, args.days)
+        if "overlap" not in args.skip:
+            overlap(work, max(1, args.repeats // 2))
+        if "memory" not in args.skip:
+            memory(work, args.memory_records_per_day, args.days)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Exports prepared ahead and pages fetched ahead, within CleverTap's 3 concurrent requests."""
+
+from __future__ import annotations
+
+import pytest
+
+from tap_clevertap.sandbox import Fault, SandboxServer
+from tests.conftest import (
+    api_requests,
+    content_multiset,
+    expected_rows,
+    make_config,
+    raw_view,
+    run_tap,
+)
+
+THREE_STREAMS = ["App Launched", "Charged", "Product Viewed"]
+
+
+def assert_all_events(sandbox: SandboxServer, records: list[dict[str, object]]) -> None:
+    expected = [row for name in THREE_STREAMS for row in expected_rows(sandbox, name)]
+    assert content_multiset([raw_view(r) for r in records]) == content_multiset(expected)
+    assert len({r["event_id"] for r in records}) == len(expected)
+
+
+@pytest.mark.parametrize("limit", [2, 3])
+def test_requests_in_flight_never_exceed_the_limit(sandbox: SandboxServer, limit: int) -> None:
+    sandbox.settings.prepare_seconds = 0.05
+    sandbox.settings.page_delay = 0.01
+    # The sandbox answers 429 past `limit`: the tap must not even get there.
+    sandbox.settings.max_concurrent = limit
+    run = run_tap(
+        make_config(
+            sandbox, event_names=THREE_STREAMS, max_concurrent_requests=limit, max_exports_ahead=4
+        )
+    )
+    assert_all_events(sandbox, run.records())
+    assert sandbox.max_in_flight_seen == limit  # it did overlap, up to the limit
+    assert all(r.get("status") != 429 for r in api_requests(sandbox))
+
+
+def test_one_request_at_a_time_when_the_limit_is_one(sandbox: SandboxServer) -> None:
+    sandbox.settings.page_delay = 0.01
+    run_tap(make_config(sandbox, event_names=THREE_STREAMS[:2], max_concurrent_requests=1))
+    assert sandbox.max_in_flight_seen == 1
+
+
+def test_exports_are_opened_ahead_across_streams_in_order(sandbox: SandboxServer) -> None:
+    sandbox.settings.prepare_seconds = 0.1
+    run = run_tap(make_config(sandbox, event_names=THREE_STREAMS, end_date="2024-01-02"))
+    assert_window_order(run.messages)
+    posts = api_requests(sandbox, "POST")
+    # The first export of a stream was created before the previous stream finished.
+    first_charged = next(i for i, p in enumerate(posts) if p["event_name"] == "Charged")
+    last_launch_get = max(
+        i for i, r in enumerate(api_requests(sandbox)) if r["event_name"] == "App Launched"
+    )
+    assert api_requests(sandbox).index(posts[first_charged]) < last_launch_get
+
+
+def assert_window_order(messages: list[dict[str, object]]) -> None:
+    """Records come stream by stream and day by day, each STATE after its window."""
+    days: list[tuple[str, int]] = []
+    for message in messages:
+        if message["type"] == "RECORD":
+            record = message["record"]
+            assert isinstance(record, dict)
+            day = (str(message["stream"]), int(str(record["ts"])[:8]))
+            if not days or days[-1] != day:
+                assert day not in days, f"{day} came back after another window"
+                days.append(day)
+
+
+def test_faults_while_exports_are_prepared_ahead_lose_nothing(sandbox: SandboxServer) -> None:
+    sandbox.faults += [
+        Fault("status", status=503, times=3, method="POST"),
+        Fault("fail_code", code=3, error="Incorrect Usage", method="GET", after=4, times=1),
+        Fault("reset", times=2, after=7),
+        Fault("status", status=429, times=2, after=9),
+    ]
+    run = run_tap(make_config(sandbox, event_names=THREE_STREAMS))
+    # The refused cursor's window is read again: its records come twice, with the same ids.
+    unique = list({r["event_id"]: r for r in run.records()}.values())
+    assert len(run.records()) > len(unique)
+    assert_all_events(sandbox, unique)
+    assert_window_order(run.messages)
