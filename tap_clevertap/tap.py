@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from decimal import Decimal
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -68,6 +69,9 @@ class TapClevertap(Tap):
         for key, prop in CONFIG_SCHEMA["properties"].items():
             if "default" in prop:
                 self._config.setdefault(key, prop["default"])
+            # The SDK reads config files with floats as Decimal, which time.sleep refuses.
+            if isinstance(self._config.get(key), Decimal):
+                self._config[key] = float(self._config[key])
         try:
             errors = super()._validate_config(raise_errors=raise_errors)
         except ConfigValidationError as exc:
@@ -102,6 +106,3 @@ class TapClevertap(Tap):
             self._state_writer.write_state(self.state)
         finally:
             sys.exit(128 + signum)
-
-
-cli = TapClevertap.cli

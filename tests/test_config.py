@@ -175,3 +175,14 @@ def test_a_passcode_of_the_wrong_type_is_not_echoed() -> None:
         TapClevertap(config={**GOOD, "passcode": 987654321})
     capture_output("\n".join(info.value.errors))
     assert any("config['passcode']" in error for error in info.value.errors)
+
+
+def test_fractional_seconds_from_a_config_file_work(sandbox: SandboxServer, tmp_path: Path) -> None:
+    # JSON config files are read with floats as Decimal: waits must still work.
+    sandbox.settings.prepare_seconds = 0.2
+    config = make_config(sandbox, end_date="2024-01-01", export_poll_seconds=0.05)
+    result = run_cli(config, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert any(r.get("code") == 2 for r in sandbox.requests)
+    # Each log line once (the SDK adds a handler each time `cli` is read).
+    assert result.stderr.count("app_launched: window 2024-01-01 done") == 1
