@@ -221,6 +221,13 @@ class CleverTapStream(RESTStream[str | None]):
             raise CleverTapError("CleverTap answered the export request without a cursor")
         return paginator, self.fetch_page(paginator, context)
 
+    def open_export_ahead(self, context: Context) -> tuple[CursorPaginator, requests.Response]:
+        """`open_export` for an export read later: its first page is kept as the raw bytes
+        (a parsed 5,000-record page takes ~40 MB) and parsed again when it is read."""
+        paginator, first = self.open_export(context)
+        _bodies.pop(first, None)
+        return paginator, first
+
     def fetch_page(self, paginator: CursorPaginator, context: Context) -> requests.Response:
         """The page at the paginator's cursor (the SDK's request building and retries)."""
         return self._send(self._prepare_request(context=context, page=paginator), context)

@@ -182,6 +182,11 @@ CONFIG_SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
+# The tap's own settings. (The SDK later adds its built-in ones, such as stream_maps, to
+# CONFIG_SCHEMA in place.)
+TAP_SETTINGS = tuple(CONFIG_SCHEMA["properties"])
+
+
 def stream_name_for(event_name: str) -> str:
     """`App Launched` -> `app_launched`, `Product Viewed (Web)` -> `product_viewed_web`."""
     ascii_name = unicodedata.normalize("NFKD", event_name).encode("ascii", "ignore").decode()

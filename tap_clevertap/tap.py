@@ -60,7 +60,8 @@ class TapClevertap(Tap):
             if isinstance(stream, EventStream) and stream.selected:
                 for window in stream.plan(today):
                     context = stream.export_context(window)
-                    scheduler.plan(stream.export_key(window), partial(stream.open_export, context))
+                    opener = partial(stream.open_export_ahead, context)
+                    scheduler.plan(stream.export_key(window), opener)
         return scheduler
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:

@@ -145,14 +145,15 @@ def test_sigkill_then_rerun_with_last_state_loses_nothing(
             assert len(got_first) < len(union), "the killed run was not missing events"
 
 
-def test_sigterm_stops_promptly_with_the_state_earned(
-    slow_sandbox: SandboxServer, tmp_path: Path
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_or_ctrl_c_stops_promptly_with_the_state_earned(
+    slow_sandbox: SandboxServer, tmp_path: Path, sig: signal.Signals
 ) -> None:
     config = make_config(slow_sandbox, batch_size=10)
     proc = spawn(config, tmp_path, None)
-    first, err = run_until(proc, after_kth_record(75), sig=signal.SIGTERM)
-    assert proc.returncode == 128 + signal.SIGTERM
-    assert "Stopped by signal 15" in err
+    first, err = run_until(proc, after_kth_record(75), sig=sig)
+    assert proc.returncode == 128 + sig
+    assert f"Stopped by signal {int(sig)}" in err
     state = last_state(first)
     assert state is not None
     # Every day the STATE bookmarks was emitted in full before the stop.

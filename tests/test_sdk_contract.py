@@ -18,6 +18,7 @@ from singer_sdk.streams._state import StreamStateManager
 
 from tap_clevertap.sandbox import SandboxServer
 from tap_clevertap.streams import EventStream
+from tap_clevertap.tap import TapClevertap
 from tests.conftest import make_config, run_tap
 
 
@@ -53,3 +54,26 @@ def test_state_holds_only_the_window_bookmark(sandbox: SandboxServer) -> None:
     for state in run.states:
         for stream_state in state["bookmarks"].values():
             assert set(stream_state) <= {"window_to"}, stream_state
+
+
+def test_direct_record_lines_equal_the_sdk_messages(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config(sandbox, event_names=["Charged"], end_date="2024-01-02")
+    direct = run_tap(config).records()
+    monkeypatch.setattr(EventStream, "_plain_records", property(lambda self: False))
+    through_sdk = run_tap(config).records()
+    assert direct == through_sdk
+    assert len(direct) > 50
+
+
+def test_deselected_properties_still_go_through_the_sdk(sandbox: SandboxServer) -> None:
+    config = make_config(sandbox, event_names=["Charged"], end_date="2024-01-01")
+    catalog = TapClevertap(config=config).catalog_dict
+    for entry in catalog["streams"]:
+        for item in entry["metadata"]:
+            if item["breadcrumb"] == ["properties", "profile"]:
+                item["metadata"]["selected"] = False
+    records = run_tap(config, catalog=catalog).records()
+    assert records
+    assert all("profile" not in r and "event_id" in r for r in records)
