@@ -127,22 +127,47 @@ def throughput(work: Path, repeats: int, per_day: int, days: int) -> None:
         sandbox.stop()
 
 
+PEAK_RSS_PROBE = """
+import resource, subprocess, sys, time
+start = time.perf_counter()
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+"""
+
+
+def peak_rss(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and the tap's own peak RSS (MiB), from a fresh wrapper process, so the
+    figure is not the maximum over earlier children."""
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_PROBE, *cmd], capture_output=True, text=True, check=True
+    )
+    wall, rss = out.stdout.split()
+    return float(wall), float(rss)
+
+
 def memory(work: Path, per_day: int, days: int) -> None:
     sandbox = Sandbox(work, "--events-per-day", str(per_day))
     try:
         end = f"2024-01-{days:02d}"
-        config = write_config(
-            work,
-            "memory",
-            **base_config(
-                sandbox.url, event_names=["Charged"], start_date="2024-01-01", end_date=end
-            ),
-        )
-        wall, rss = timed([sys.executable, "-m", "tap_clevertap", "--config", str(config)])
         print(
-            f"\n[memory] ~{per_day * days:,} records over {days} one-day windows: "
-            f"peak RSS of the tap {rss:.0f} MiB, {wall:.0f} s"
+            f"\n[memory] ~{per_day * days:,} records over {days} one-day windows, batch_size 5000"
         )
+        for concurrency in (3, 1):
+            config = write_config(
+                work,
+                f"memory{concurrency}",
+                **base_config(
+                    sandbox.url,
+                    event_names=["Charged"],
+                    start_date="2024-01-01",
+                    end_date=end,
+                    max_concurrent_requests=concurrency,
+                ),
+            )
+            wall, rss = peak_rss([sys.executable, "-m", "tap_clevertap", "--config", str(config)])
+            print(
+                f"  max_concurrent_requests={concurrency}: peak RSS of the tap {rss:.0f} MiB, {wall:.0f} s"
+            )
     finally:
         sandbox.stop()
 

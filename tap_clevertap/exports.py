@@ -77,19 +77,19 @@ class ExportScheduler:
         self.prefetch = max_concurrent_requests > 1
         self._workers = _Workers(self.ahead + 1) if self.prefetch else None
         self._plan: list[tuple[ExportKey, Callable[[], Page]]] = []
+        self._index: dict[ExportKey, int] = {}
         self._opened: dict[ExportKey, Future[Page]] = {}
-        self._position = 0
 
     def plan(self, key: ExportKey, open_export: Callable[[], Page]) -> None:
         """Add an export to the reading order (call for every window of every stream first)."""
+        self._index[key] = len(self._plan)
         self._plan.append((key, open_export))
 
     def take(self, key: ExportKey, open_export: Callable[[], Page]) -> Page:
         """The export's paginator and first page, opened ahead if it was planned."""
-        index = next((i for i, (k, _) in enumerate(self._plan) if k == key), None)
+        index = self._index.get(key)
         if index is None or self._workers is None:
             return open_export()
-        self._position = index + 1
         for later_key, later_open in self._plan[index + 1 : index + 1 + self.ahead]:
             if later_key not in self._opened:
                 self._opened[later_key] = self._workers.submit(later_open)
@@ -111,9 +111,10 @@ class ExportScheduler:
                 return
             response = upcoming.result() if upcoming is not None else fetch_next(paginator)
 
-    def forget(self, key: ExportKey) -> None:
-        """Drop an export opened ahead that will not be read (its window is restarted)."""
-        self._opened.pop(key, None)
+    def read(self, key: ExportKey) -> None:
+        """The export has been read to the end; after the last planned one, stop the threads."""
+        if self._plan and self._plan[-1][0] == key:
+            self.stop()
 
     def stop(self) -> None:
         for future in self._opened.values():
@@ -121,3 +122,4 @@ class ExportScheduler:
         self._opened.clear()
         if self._workers is not None:
             self._workers.stop()
+            self._workers = None

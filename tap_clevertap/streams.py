@@ -185,9 +185,12 @@ class EventStream(CleverTapStream):
                 for record in self._window_records(window):
                     count += 1
                     yield record
-            except CleverTapError as exc:
-                exc.where = f"stream {self.name} ({self.event_name!r}), window {window}"
+            except BaseException as exc:
+                self.exports.stop()  # the exports opened ahead will not be read
+                if isinstance(exc, CleverTapError):
+                    exc.where = f"stream {self.name} ({self.event_name!r}), window {window}"
                 raise
+            self.exports.read(self.export_key(window))
             # The SDK wrote the window's last RECORD before asking for the next item.
             self._finish_window(window, today)
             total += count
