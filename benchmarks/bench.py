@@ -22,35 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from tap_clevertap.sandbox.process import SandboxProcess
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class Sandbox:
-    def __init__(self, work: Path, *args: str) -> None:
-        port_file = work / f"port-{time.monotonic_ns()}"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tap_clevertap.sandbox",
-                "--port",
-                "0",
-                "--port-file",
-                str(port_file),
-                *args,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        for _ in range(400):
-            if port_file.exists() and port_file.read_text():
-                self.url = f"http://127.0.0.1:{port_file.read_text()}"
-                return
-            time.sleep(0.05)
-        raise SystemExit("sandbox did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
 
 
 def write_config(work: Path, name: str, **config: object) -> Path:
@@ -88,7 +62,7 @@ def base_config(url: str, **extra: object) -> dict[str, object]:
 
 
 def throughput(work: Path, repeats: int, per_day: int, days: int) -> None:
-    sandbox = Sandbox(work, "--events-per-day", str(per_day))
+    sandbox = SandboxProcess("--events-per-day", str(per_day))
     try:
         end = f"2024-01-{days:02d}"
         config = write_config(
@@ -146,7 +120,7 @@ def peak_rss(cmd: list[str]) -> tuple[float, float]:
 
 
 def memory(work: Path, per_day: int, days: int) -> None:
-    sandbox = Sandbox(work, "--events-per-day", str(per_day))
+    sandbox = SandboxProcess("--events-per-day", str(per_day))
     try:
         end = f"2024-01-{days:02d}"
         print(
@@ -173,8 +147,8 @@ def memory(work: Path, per_day: int, days: int) -> None:
 
 
 def overlap(work: Path, repeats: int) -> None:
-    sandbox = Sandbox(
-        work, "--events-per-day", "300", "--prepare-seconds", "2", "--page-delay", "0.05"
+    sandbox = SandboxProcess(
+        "--events-per-day", "300", "--prepare-seconds", "2", "--page-delay", "0.05"
     )
     try:
         walls: dict[int, list[float]] = {1: [], 3: []}

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tap_clevertap.sandbox.process import SandboxProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".demo"
@@ -69,33 +70,12 @@ def show(sample: bool) -> None:
     subprocess.run(args, check=True)
 
 
-def start_sandbox() -> tuple[subprocess.Popen[bytes], str]:
-    port_file = WORK / "sandbox.port"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tap_clevertap.sandbox",
-            "--port",
-            "0",
-            "--port-file",
-            str(port_file),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        if port_file.exists() and port_file.read_text():
-            return proc, f"http://127.0.0.1:{port_file.read_text()}"
-        time.sleep(0.05)
-    proc.kill()
-    sys.exit("the sandbox did not start")
-
-
 def main() -> None:
     # A fresh start every time: its own state database, no DuckDB file from before.
     subprocess.run(["rm", "-rf", str(WORK), str(DATABASE)], check=True)
     WORK.mkdir()
-    sandbox, url = start_sandbox()
+    sandbox = SandboxProcess()
+    url = sandbox.url
     env = {
         **os.environ,
         "CLEVERTAP_SANDBOX_URL": url,
@@ -114,8 +94,7 @@ def main() -> None:
         show(sample=False)
         print(f"\nDuckDB file: {DATABASE} (schema clevertap); open it with the duckdb CLI.")
     finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=10)
+        sandbox.stop()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-# From CleverTap's Get Events page: these cannot be exported through the API.
+# From CleverTap's Get Events page: these cannot be exported through the API. Deliberately
+# a copy of the tap's own list: the sandbox shares no code with the client it tests.
 NOT_EXPORTABLE = frozenset(
     {
         "Notification Sent",
