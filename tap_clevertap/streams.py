@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -212,7 +213,7 @@ class EventStream(CleverTapStream):
                 self.event_name,
                 windows[0].first,
                 windows[-1].last,
-                level=30,
+                level=logging.WARNING,
             )
 
     def export_key(self, window: Window) -> ExportKey:
@@ -265,7 +266,7 @@ class EventStream(CleverTapStream):
                 window,
                 reason,
                 emitted,
-                level=30,
+                level=logging.WARNING,
             )
 
     @property
