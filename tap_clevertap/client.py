@@ -215,8 +215,7 @@ class CleverTapStream(RESTStream[str | None]):
     def open_export(self, context: Context) -> tuple[CursorPaginator, requests.Response]:
         """Step 1 (POST for a cursor), then the export's first page, polled until ready."""
         paginator = self.get_new_paginator()
-        created = self._send(self._prepare_request(context=context, page=paginator), context)
-        paginator.advance(created)
+        paginator.advance(self.fetch_page(paginator, context))
         if paginator.finished:
             raise CleverTapError("CleverTap answered the export request without a cursor")
         return paginator, self.fetch_page(paginator, context)
@@ -229,7 +228,8 @@ class CleverTapStream(RESTStream[str | None]):
         return paginator, first
 
     def fetch_page(self, paginator: CursorPaginator, context: Context) -> requests.Response:
-        """The page at the paginator's cursor (the SDK's request building and retries)."""
+        """The response at the paginator's position: step 1's POST while it has no cursor,
+        then the page at its cursor (the SDK's request building, validation and retries)."""
         return self._send(self._prepare_request(context=context, page=paginator), context)
 
     def get_new_paginator(self) -> CursorPaginator:
