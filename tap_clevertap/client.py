@@ -143,7 +143,6 @@ class CleverTapStream(RESTStream[str | None]):
     """
 
     path = EVENTS_PATH
-    records_jsonpath = "$.records[*]"
 
     @property
     def url_base(self) -> str:

@@ -12,7 +12,6 @@ import datetime as dt
 import random
 import uuid
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
 # From CleverTap's Get Events page: these cannot be exported through the API. Deliberately
 # a copy of the tap's own list: the sandbox shares no code with the client it tests.
@@ -78,10 +77,6 @@ class SandboxData:
     def __post_init__(self) -> None:
         rng = random.Random(f"users|{self.seed}")
         self.users = [self._make_user(rng, i) for i in range(60)]
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
 
     @staticmethod
     def _make_user(rng: random.Random, i: int) -> User:

@@ -19,7 +19,6 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -485,4 +484,4 @@ def _day_int(day: dt.date) -> int:
     return day.year * 10000 + day.month * 100 + day.day
 
 
-__all__ = ["Fault", "HTTPStatus", "SandboxData", "SandboxServer", "SandboxSettings"]
+__all__ = ["Fault", "SandboxData", "SandboxServer", "SandboxSettings"]
