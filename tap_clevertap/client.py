@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 import weakref
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +93,12 @@ class InvalidBody(ValueError):
     pass
 
 
+# Bodies fetched by a thread reading ahead and larger than this are left unparsed there: a
+# parsed 5,000-record page takes ~12 MB, and the thread that reads the page parses it anyway.
+LARGE_BODY_BYTES = 64 * 1024
+
+_reading_ahead = threading.local()
+
 _bodies: weakref.WeakKeyDictionary[requests.Response, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
@@ -103,6 +109,17 @@ def response_body(response: requests.Response) -> dict[str, Any]:
         body = _parse(response.content)
         _bodies[response] = body
     return body
+
+
+def read_whole_body(response: requests.Response) -> bytes:
+    """The body, read in one call. `requests` reads bodies in 10 KB pieces, each needing
+    the GIL back from the thread writing records: a page fetched ahead in a thread then
+    arrives later than if it had not been fetched ahead. Sessions stream (`stream=True`),
+    and the body is read here, with requests' own error translation, into `_content`,
+    where `response.content` keeps it (checked by tests/test_sync.py)."""
+    if response._content is False:  # type: ignore[comparison-overlap]  # False: not read yet
+        response._content = b"".join(response.iter_content(chunk_size=None))
+    return response.content
 
 
 def _parse(content: bytes) -> dict[str, Any]:
@@ -156,6 +173,12 @@ class CleverTapStream(RESTStream[str | None]):
     @property
     def authenticator(self) -> CleverTapAuth:
         return CleverTapAuth(self.config["account_id"], self.config["passcode"])
+
+    @property
+    def requests_session(self) -> requests.Session:
+        session = super().requests_session
+        session.stream = True  # bodies are read in one call by `validate_response`
+        return session
 
     @property
     def timeout(self) -> int:
@@ -220,11 +243,37 @@ class CleverTapStream(RESTStream[str | None]):
         return paginator, self.fetch_page(paginator, context)
 
     def open_export_ahead(self, context: Context) -> tuple[CursorPaginator, requests.Response]:
-        """`open_export` for an export read later: its first page is kept as the raw bytes
-        (a parsed 5,000-record page takes ~40 MB) and parsed again when it is read."""
-        paginator, first = self.open_export(context)
-        _bodies.pop(first, None)
-        return paginator, first
+        """`open_export` in a thread reading ahead: see `fetch_page_ahead`."""
+        _reading_ahead.active = True
+        try:
+            return self.open_export(context)
+        finally:
+            _reading_ahead.active = False
+
+    def fetch_page_ahead(self, paginator: CursorPaginator, context: Context) -> requests.Response:
+        """`fetch_page` in a thread reading ahead: a large successful page is kept as bytes
+        (LARGE_BODY_BYTES), to be parsed and checked by `checked_page` in the reading thread."""
+        _reading_ahead.active = True
+        try:
+            return self.fetch_page(paginator, context)
+        finally:
+            _reading_ahead.active = False
+
+    def checked_page(
+        self, paginator: CursorPaginator, response: requests.Response, context: Context
+    ) -> requests.Response:
+        """The response, validated in full (parsed here if it was read ahead unparsed);
+        if that fails, the page is requested again, with the usual retries and polling."""
+        try:
+            self.validate_response(response)
+        except (RetriableAPIError, ExportNotReady) as exc:
+            self.log(
+                "A page read ahead failed validation (%s); requesting it again",
+                _describe(exc),
+                level=logging.WARNING,
+            )
+            return self.fetch_page(paginator, context)
+        return response
 
     def fetch_page(self, paginator: CursorPaginator, context: Context) -> requests.Response:
         """The response at the paginator's position: step 1's POST while it has no cursor,
@@ -236,7 +285,7 @@ class CleverTapStream(RESTStream[str | None]):
 
         return CursorPaginator()
 
-    def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
+    def parse_response(self, response: requests.Response) -> list[dict[str, Any]]:
         # The last page may be just {"status": "success"} without a records key.
         records: list[dict[str, Any]] = response_body(response).get("records") or []
         return records
@@ -245,6 +294,13 @@ class CleverTapStream(RESTStream[str | None]):
 
     def validate_response(self, response: requests.Response) -> None:
         status = response.status_code
+        body_bytes = read_whole_body(response)
+        if (
+            status == 200
+            and len(body_bytes) > LARGE_BODY_BYTES
+            and getattr(_reading_ahead, "active", False)
+        ):
+            return  # a page read ahead: `checked_page` validates it when it is read
         if status in (401, 403):
             raise CredentialsRefused(
                 f"CleverTap refused the credentials (HTTP {status}): check account_id and "

@@ -97,19 +97,26 @@ class ExportScheduler:
         return future.result() if future is not None else open_export()
 
     def pages(
-        self, first: Page, fetch_next: Callable[[CursorPaginator], requests.Response]
+        self,
+        first: Page,
+        *,
+        fetch_now: Callable[[CursorPaginator], requests.Response],
+        fetch_ahead: Callable[[CursorPaginator], requests.Response],
+        checked: Callable[[CursorPaginator, requests.Response], requests.Response],
     ) -> Iterator[requests.Response]:
-        """The export's responses in order, the next one fetched while the caller works."""
+        """The export's responses in order, the next one fetched (`fetch_ahead`) while the
+        caller works; each is `checked` in the caller's thread before it is used."""
         paginator, response = first
         while True:
+            response = checked(paginator, response)
             paginator.advance(response)
             upcoming: Future[requests.Response] | None = None
             if not paginator.finished and self._workers is not None:
-                upcoming = self._workers.submit(lambda: fetch_next(paginator))
+                upcoming = self._workers.submit(lambda: fetch_ahead(paginator))
             yield response
             if paginator.finished:
                 return
-            response = upcoming.result() if upcoming is not None else fetch_next(paginator)
+            response = upcoming.result() if upcoming is not None else fetch_now(paginator)
 
     def read(self, key: ExportKey) -> None:
         """The export has been read to the end; after the last planned one, stop the threads."""

@@ -21,7 +21,6 @@ import datetime as dt
 import hashlib
 import json
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -35,60 +34,19 @@ from tap_clevertap.schemas import EXTRA_KEY
 # which is RFC 8785's minimal escaping.
 _dumps_string: Callable[[str], str] = json.encoder.encode_basestring
 
-# Keys repeat from event to event: remember their escaped text and whether they hold a
-# character beyond U+FFFF (only then do UTF-16 and code point order disagree).
-_KEYS: dict[str, tuple[str, bool]] = {}
-
-
-def _key(key: str) -> tuple[str, bool]:
-    known = _KEYS.get(key)
-    if known is None:
-        if len(_KEYS) > 50_000:
-            _KEYS.clear()
-        known = _KEYS[key] = (_dumps_string(key) + ":", any(c > "\uffff" for c in key))
-    return known
-
-
 _ORJSON_SAFE = frozenset({str, int, bool, type(None)})
-_FOUR_BYTE_UTF8 = re.compile(b"[\xf0-\xf4]")
+
+
+def _beyond_bmp(utf8: bytes) -> bool:
+    """Whether the text holds a character beyond U+FFFF (its UTF-8 starts with F0..F4)."""
+    # `int in bytes` is a memchr; a one-byte `bytes in bytes` is a much slower search.
+    return 0xF0 in utf8 or 0xF1 in utf8 or 0xF2 in utf8 or 0xF3 in utf8 or 0xF4 in utf8
 
 
 def _object(value: Mapping[Any, Any]) -> str:
-    # For strings, integers, booleans and nulls, orjson with sorted keys writes exactly the
-    # RFC 8785 text (same minimal escapes), except for keys beyond U+FFFF, whose order
-    # differs, and integers beyond 64 bits, which it refuses. Checked against a plain
-    # reference implementation in tests/test_records.py.
-    if all(type(item) in _ORJSON_SAFE for item in value.values()):
-        try:
-            data: bytes | None = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-        except TypeError:  # an integer beyond 64 bits: the general path below writes it
-            data = None
-        if data is not None and not _FOUR_BYTE_UTF8.search(data):  # nothing beyond U+FFFF
-            return data.decode()
-    # The hot path of every event id: scalars are encoded inline, not through calls.
-    parts = []
-    astral = False
-    for key in sorted(value):  # JSON object keys are strings
-        known = _KEYS.get(key) or _key(key)
-        astral = astral or known[1]
-        item = value[key]
-        kind = type(item)
-        if kind is str:
-            parts.append(known[0] + _dumps_string(item))
-        elif kind is int:
-            parts.append(known[0] + int.__repr__(item))
-        elif item is None:
-            parts.append(known[0] + "null")
-        elif kind is float:
-            parts.append(known[0] + _float(item))
-        else:
-            parts.append(known[0] + canonical_json(item))
-    if astral:  # code point order and UTF-16 order differ only for keys beyond U+FFFF
-        pairs = sorted(
-            zip(sorted(value), parts, strict=True), key=lambda kp: str(kp[0]).encode("utf-16-be")
-        )
-        parts = [part for _, part in pairs]
-    return "{" + ",".join(parts) + "}"
+    # Keys in UTF-16 code unit order, as RFC 8785 requires (not code point order).
+    keys = sorted(value, key=lambda key: str(key).encode("utf-16-be"))
+    return "{" + ",".join([f"{_dumps_string(k)}:{canonical_json(value[k])}" for k in keys]) + "}"
 
 
 def _array(value: Sequence[Any]) -> str:
@@ -182,9 +140,9 @@ class CopyCounter:
         self._current_ts: Any = None
         self._counts: dict[Any, int] = {}
 
-    def next_copy(self, ts: Any, content: str) -> int:
+    def next_copy(self, ts: Any, content: bytes) -> int:
         if self.remember_all:
-            key: Any = hashlib.sha256(content.encode()).digest()
+            key: Any = hashlib.sha256(content).digest()
         else:
             if ts != self._current_ts:
                 if self._current_ts is not None and _ts_before(ts, self._current_ts):
@@ -204,23 +162,102 @@ def _ts_before(a: Any, b: Any) -> bool:
         return True
 
 
-def identity_content(event_name: str, raw: Mapping[str, Any]) -> str:
-    """The canonical text of everything that identifies the event, without the copy number."""
+_JSON_KINDS = frozenset({str, int, bool, type(None), float, dict, list})
+_SCALAR_KINDS = frozenset({str, int, bool, type(None), float})
+
+# Prices repeat: keep the RFC 8785 text of recent floats as orjson fragments (a few
+# thousand: amounts that never repeat would only fill the cache).
+_FLOAT_FRAGMENTS: dict[float, orjson.Fragment] = {}
+
+
+def _float_fragment(value: float) -> orjson.Fragment:
+    fragment = _FLOAT_FRAGMENTS.get(value)
+    if fragment is None:
+        if len(_FLOAT_FRAGMENTS) > 4096:
+            _FLOAT_FRAGMENTS.clear()
+        # -0.0 == 0.0 shares the entry: both are written "0".
+        fragment = _FLOAT_FRAGMENTS[value] = orjson.Fragment(_float(value))
+    return fragment
+
+
+def _orjson_ready(value: Any) -> Any:
+    """`value` in a form that orjson (sorted keys) writes as its RFC 8785 text, or `_GENERAL`
+    when only `canonical_json` can write it.
+
+    orjson writes strings, integers up to 64 bits, booleans and nulls exactly as RFC 8785 does
+    (same minimal escapes), but floats in its own notation (`1.0`, `1e+16`): each float is
+    handed over as a fragment already in ECMAScript's form. Anything but the types a JSON
+    parser returns (a Decimal, a subclass) goes to the general path.
+    """
+    kind = type(value)
+    if kind is float:
+        return _float_fragment(value)
+    if kind is dict or kind is list:
+        return _ready_container(value, kind)
+    return value if kind in _ORJSON_SAFE else _GENERAL
+
+
+def _ready_container(value: Any, kind: type) -> Any:
+    items = value.values() if kind is dict else value
+    kinds = set(map(type, items))
+    if kinds <= _ORJSON_SAFE:
+        return value
+    if not kinds <= _JSON_KINDS:
+        return _GENERAL
+    # Copy, then replace only floats and the containers that change: most items stay.
+    ready = value.copy()
+    for key, item in value.items() if kind is dict else enumerate(value):
+        item_kind = type(item)
+        if item_kind is float:
+            ready[key] = _float_fragment(item)
+        elif item_kind is dict or item_kind is list:
+            inner = _ready_container(item, item_kind)
+            if inner is _GENERAL:
+                return _GENERAL
+            ready[key] = inner
+    return ready
+
+
+_GENERAL = object()
+
+
+def identity_content(event_name: str, raw: Mapping[str, Any]) -> bytes:
+    """The canonical text (UTF-8) of everything that identifies the event, without the copy
+    number: the JCS array `[event_name, objectId, ts, event_props, session_props]` without
+    its brackets."""
     profile = raw.get("profile")
     object_id = profile.get("objectId") if isinstance(profile, Mapping) else None
-    return ",".join(
-        (
-            _dumps_string(event_name),
-            canonical_json(object_id),
-            canonical_json(raw.get("ts")),
-            canonical_json(raw.get("event_props") or {}),
-            canonical_json(raw.get("session_props") or {}),
+    ts = raw.get("ts")
+    event_props = raw.get("event_props") or {}
+    session_props = raw.get("session_props") or {}
+    if type(object_id) in _ORJSON_SAFE and type(ts) in _ORJSON_SAFE:
+        # Most property maps hold only strings, integers, booleans and nulls: ready as is.
+        event_ready = (
+            event_props
+            if type(event_props) is dict and set(map(type, event_props.values())) <= _ORJSON_SAFE
+            else _orjson_ready(event_props)
         )
-    )
-
-
-def event_id(content: str, copy: int) -> str:
-    return hashlib.sha256(f"[{content},{copy}]".encode()).hexdigest()
+        session_ready = (
+            session_props
+            if type(session_props) is dict
+            and set(map(type, session_props.values())) <= _ORJSON_SAFE
+            else _orjson_ready(session_props)
+        )
+        if event_ready is not _GENERAL and session_ready is not _GENERAL:
+            try:
+                data = orjson.dumps(
+                    (event_name, object_id, ts, event_ready, session_ready),
+                    option=orjson.OPT_SORT_KEYS,
+                )
+            except TypeError:  # an integer beyond 64 bits, a non-string key
+                pass
+            else:
+                # orjson sorts keys by code point, RFC 8785 by UTF-16 unit: they differ
+                # only with characters beyond U+FFFF, whose UTF-8 starts with F0..F4.
+                if data.isascii() or not _beyond_bmp(data):
+                    return data[1:-1]
+    identity = [event_name, object_id, ts, event_props, session_props]
+    return canonical_json(identity)[1:-1].encode()
 
 
 _SECONDS = [f"{second:02d}+00:00" for second in range(60)]
@@ -298,15 +335,27 @@ class RecordShaper:
         self.copies = CopyCounter(remember_all=remember_all)
         self.fold_schema = fold_schema
 
+    def shape_page(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`shape` for every record of a page, in place: the hot loop of the tap, with the
+        calls of `event_id` inlined."""
+        name = self.event_name
+        utc_iso = self.times.utc_iso
+        next_copy = self.copies.next_copy
+        fold_schema = self.fold_schema
+        sha256 = hashlib.sha256
+        for raw in records:
+            ts = raw.get("ts")
+            content = identity_content(name, raw)
+            copy = next_copy(ts, content)
+            raw["event_name"] = name
+            raw["event_time"] = utc_iso(ts)
+            raw["event_id"] = sha256(b"[%s,%d]" % (content, copy)).hexdigest()
+            if fold_schema is not None:
+                fold_unlisted(raw, fold_schema, EXTRA_KEY)
+        return records
+
     def shape(self, raw: dict[str, Any]) -> dict[str, Any]:
-        ts = raw.get("ts")
-        content = identity_content(self.event_name, raw)
-        raw["event_name"] = self.event_name
-        raw["event_time"] = self.times.utc_iso(ts)
-        raw["event_id"] = event_id(content, self.copies.next_copy(ts, content))
-        if self.fold_schema is not None:
-            fold_unlisted(raw, self.fold_schema, EXTRA_KEY)
-        return raw
+        return self.shape_page([raw])[0]
 
 
 def fold_unlisted(node: dict[str, Any], schema: Mapping[str, Any], key: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 from decimal import Decimal
@@ -90,6 +91,10 @@ class TapClevertap(Tap):
 
     @classmethod
     def invoke(cls, *args: Any, **kwargs: Any) -> None:
+        # A sync allocates objects by the million (parsed pages), so the cyclic garbage
+        # collector runs often, and each full pass walks every object the imports created.
+        # Those live as long as the process: frozen, collections skip them (~10% of a run).
+        gc.freeze()
         try:
             super().invoke(*args, **kwargs)
         except CleverTapError as exc:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
+from typing import Any
+
 import pytest
 
+from tap_clevertap import client
 from tap_clevertap.sandbox import Fault, SandboxServer
 from tests.conftest import (
     api_requests,
@@ -84,3 +89,40 @@ def test_faults_while_exports_are_prepared_ahead_lose_nothing(sandbox: SandboxSe
     assert len(run.records()) > len(unique)
     assert_all_events(sandbox, unique)
     assert_window_order(run.messages)
+
+
+def test_large_pages_read_ahead_are_parsed_by_the_thread_that_reads_them(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A parsed page is ~40 MB at full size: pages fetched ahead wait as bytes.
+    monkeypatch.setattr(client, "LARGE_BODY_BYTES", 2000)
+    parsed_in: list[tuple[str, int]] = []
+    parse = client._parse
+
+    def spy(content: bytes) -> dict[str, Any]:
+        parsed_in.append((threading.current_thread().name, len(content)))
+        return parse(content)
+
+    monkeypatch.setattr(client, "_parse", spy)
+    run = run_tap(make_config(sandbox, event_names=THREE_STREAMS))
+    assert_all_events(sandbox, run.records())
+    large = [thread for thread, size in parsed_in if size > 2000]
+    assert len(large) > 20
+    assert set(large) == {threading.main_thread().name}
+
+
+def test_a_broken_large_page_read_ahead_is_requested_again(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(client, "LARGE_BODY_BYTES", 1000)
+    # Pages of a day read ahead: the first page of an export opened ahead (day 3), and
+    # the second page of an export, fetched while the first is written (day 4).
+    assert sandbox.data.day_count("App Launched", dt.date(2024, 1, 4)) > 25
+    sandbox.faults += [
+        Fault("truncate_page", method="GET", day=20240103),
+        Fault("truncate_page", method="GET", day=20240104, after=1),
+    ]
+    run = run_tap(make_config(sandbox, event_names=THREE_STREAMS))
+    assert_all_events(sandbox, run.records())
+    assert sum(1 for r in api_requests(sandbox) if r.get("fault") == "truncate_page") == 2
+    assert "A page read ahead failed validation" in caplog.text

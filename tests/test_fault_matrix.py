@@ -143,6 +143,14 @@ def test_html_error_page_or_broken_json_retried(sandbox: SandboxServer, action: 
     assert sum(1 for r in api_requests(sandbox) if r.get("fault") == action) == 2
 
 
+def test_connection_closed_in_the_middle_of_a_page_retried(sandbox: SandboxServer) -> None:
+    # Headers promise the whole page; half of it arrives, then the connection closes.
+    sandbox.faults.append(Fault("cut_page", times=2, method="GET", after=1))
+    records = run_tap(make_config(sandbox, **ONE_EVENT)).records()
+    assert_complete(sandbox, records)
+    assert sum(1 for r in api_requests(sandbox) if r.get("fault") == "cut_page") == 2
+
+
 def test_connection_reset_retried(sandbox: SandboxServer) -> None:
     sandbox.faults.append(Fault("reset", times=2, after=2))
     records = run_tap(make_config(sandbox, **ONE_EVENT)).records()

@@ -16,12 +16,15 @@ import orjson
 import pytest
 
 from tap_clevertap.records import (
+    _GENERAL,
     CopyCounter,
     EventsOutOfOrder,
     EventTimes,
     RecordShaper,
+    _orjson_ready,
     canonical_json,
     ecmascript_number,
+    identity_content,
 )
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "event_ids.json").read_text())
@@ -132,18 +135,22 @@ def test_canonical_json_sorts_by_utf16_and_escapes_minimally() -> None:
 
 def test_copy_counter_is_bounded_while_ordered_and_detects_disorder() -> None:
     counter = CopyCounter()
-    assert [counter.next_copy(10, "a"), counter.next_copy(10, "a"), counter.next_copy(10, "b")] == [
+    assert [
+        counter.next_copy(10, b"a"),
+        counter.next_copy(10, b"a"),
+        counter.next_copy(10, b"b"),
+    ] == [
         1,
         2,
         1,
     ]
-    assert counter.next_copy(11, "a") == 1
+    assert counter.next_copy(11, b"a") == 1
     assert len(counter._counts) == 1  # only the current second is remembered
     with pytest.raises(EventsOutOfOrder):
-        counter.next_copy(10, "a")
+        counter.next_copy(10, b"a")
     # Real content always includes ts (see identity_content).
     everything = CopyCounter(remember_all=True)
-    assert [everything.next_copy(t, f"{t}|a") for t in (11, 10, 11)] == [1, 1, 2]
+    assert [everything.next_copy(t, b"%d|a" % t) for t in (11, 10, 11)] == [1, 1, 2]
 
 
 @pytest.mark.parametrize(
@@ -241,3 +248,40 @@ def test_event_time_matches_zoneinfo_for_every_minute_of_transition_days(zone: s
                 local - (local.replace(tzinfo=tz).utcoffset() or dt.timedelta())
             ).isoformat() + "+00:00"
             assert times.utc_iso(ts) == expected
+
+
+def random_object(rng: random.Random) -> dict[str, Any]:
+    value = random_json(rng, depth=1)
+    return value if isinstance(value, dict) else {"v": value}
+
+
+def test_identity_content_matches_the_plain_reference_on_random_events() -> None:
+    rng = random.Random(20240101)
+    fast = 0
+    for _ in range(3000):
+        raw: dict[str, Any] = {
+            "profile": {"objectId": rng.choice([str(rng.random()), None, random_json(rng)])},
+            "ts": rng.choice([20240101000000 + rng.randrange(10**6), random_json(rng)]),
+            "event_props": random_object(rng),
+        }
+        if rng.random() < 0.7:
+            raw["session_props"] = random_object(rng)
+        identity = [
+            "Añadir",
+            raw["profile"]["objectId"],
+            raw["ts"],
+            raw["event_props"],
+            raw.get("session_props") or {},
+        ]
+        expected = reference_canonical(identity)[1:-1].encode()
+        assert identity_content("Añadir", raw) == expected
+        fast += _orjson_ready(identity) is not _GENERAL
+    assert fast > 1500  # the orjson path (floats as fragments) was the one checked
+
+
+def test_identity_content_writes_floats_in_ecmascript_form_through_orjson() -> None:
+    raw = {"ts": 1, "event_props": {"b": [1.0, 1e-7, 2.5e21], "a": {"x": 0.1, "y": -0.0}}}
+    assert _orjson_ready(["e", None, 1, raw["event_props"], {}]) is not _GENERAL
+    assert identity_content("e", raw) == (
+        b'"e",null,1,{"a":{"x":0.1,"y":0},"b":[1,1e-7,2.5e+21]},{}'
+    )

@@ -9,10 +9,14 @@ EventStream switches off record-driven bookmarks (`_increment_stream_state`,
 from __future__ import annotations
 
 import inspect
+import json
+import logging
 from importlib.metadata import version
+from typing import Any
 
 import pytest
 from singer_sdk import Stream, Tap
+from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedException
 from singer_sdk.helpers._state import StateWriter
 from singer_sdk.streams._state import StreamStateManager
 
@@ -77,3 +81,49 @@ def test_deselected_properties_still_go_through_the_sdk(sandbox: SandboxServer) 
     records = run_tap(config, catalog=catalog).records()
     assert records
     assert all("profile" not in r and "event_id" in r for r in records)
+
+
+def test_sync_records_still_does_what_the_page_loop_does() -> None:
+    # EventStream._sync_records writes a page at a time when the SDK's per-record work would
+    # change nothing; it keeps the SDK loop's counter, timer and final STATE.
+    source = inspect.getsource(Stream._sync_records)
+    for step in (
+        "record_counter = self.get_record_counter()",
+        "timer = self.get_sync_timer()",
+        "with record_counter, timer:",
+        "record_counter.with_context(",
+        "timer.with_context(",
+        "record_counter.increment()",
+        "self._finalize_state(self.stream_state)",
+        "self._write_state_message()",
+        # Skipped by the page loop, so they must stay no-ops for this stream:
+        "self._check_max_record_limit(",
+        "record = self.post_process(record, current_context)",
+        "self._process_record(",
+    ):
+        assert step in source, step
+    assert EventStream.post_process is Stream.post_process
+    assert "_sync_children" in inspect.getsource(Stream._process_record)
+
+
+def test_the_dry_run_record_limit_goes_through_the_sdk_loop(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(EventStream, "ABORT_AT_RECORD_COUNT", 7)
+    sink: list[dict[str, Any]] = []
+    with pytest.raises((AbortedSyncFailedException, AbortedSyncPausedException)):
+        run_tap(make_config(sandbox, event_names=["Charged"]), sink=sink)
+    assert sum(1 for m in sink if m["type"] == "RECORD") == 7
+
+
+def test_the_page_loop_counts_records_like_the_sdk(
+    sandbox: SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="singer_sdk.metrics")
+    run = run_tap(make_config(sandbox, event_names=["Charged"], end_date="2024-01-02"))
+    counted = [
+        json.loads(r.getMessage().split("METRIC: ", 1)[1])
+        for r in caplog.records
+        if "record_count" in r.getMessage()
+    ]
+    assert sum(m["value"] for m in counted) == len(run.records()) > 50

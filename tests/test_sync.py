@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import requests
 
+from tap_clevertap.client import read_whole_body, response_body
 from tap_clevertap.sandbox import SandboxServer
 from tap_clevertap.streams import EventStream
 from tests.conftest import (
@@ -160,3 +162,24 @@ def test_unknown_event_name_yields_no_records_and_a_warning(
     assert "check the event name's exact spelling" in caplog.text
     # Zero records is still a complete read: the bookmark moves.
     assert run.last_state["bookmarks"]["app_lanched"]["window_to"] == 20240107
+
+
+def test_bodies_read_in_one_call_stay_readable_as_requests_keeps_them(
+    sandbox: SandboxServer,
+) -> None:
+    from tap_clevertap.tap import TapClevertap  # noqa: PLC0415
+
+    tap = TapClevertap(config=make_config(sandbox, event_names=["App Launched"]))
+    stream = tap.streams["app_launched"]
+    assert isinstance(stream, EventStream)
+    assert stream.requests_session.stream  # bodies are left to `read_whole_body`
+    context = stream.export_context(stream.plan(dt.date(2024, 1, 8))[0])
+    paginator, page = stream.open_export(context)
+    body = read_whole_body(page)
+    plain = requests.get(page.url, headers=page.request.headers, timeout=10)  # read by requests
+    assert body == page.content == plain.content
+    assert page.text == plain.text
+    assert page.json() == plain.json() == response_body(page)
+    day_count = sandbox.data.day_count("App Launched", dt.date(2024, 1, 1))
+    assert len(page.json()["records"]) == min(25, day_count) > 0
+    assert paginator.current_value  # the cursor followed to this page

@@ -36,7 +36,10 @@ class Fault:
     """One fault rule. A request matches when method and day match; `after` matching
     requests pass untouched, then the next `times` (None: all) get `action`."""
 
-    action: str  # status | fail_code | html | truncate | reset | delay | repeat_cursor
+    # status | fail_code | html | truncate | reset | delay | repeat_cursor, and on pages:
+    # truncate_page (the real page cut in half, sent as a whole 200 response) and cut_page
+    # (the real page's headers, half its body, then the connection closed).
+    action: str
     method: str | None = None
     day: int | None = None  # YYYYMMDD inside the export's from..to
     times: int | None = 1
@@ -332,7 +335,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._entry["status"] = 0
             self.close_connection = True
             self.connection.close()
-        else:  # delay and repeat_cursor change the real answer instead of replacing it
+        else:  # delay, repeat_cursor and *_page change the real answer instead of replacing it
             return False
         return True
 
@@ -418,7 +421,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._entry["cursor_issued"] = next_raw
         head = json.dumps({"status": "success", "next_cursor": next_raw})[:-1]
         payload = head.encode() + b', "records": [' + b",".join(records) + b"]}"
-        self._send(200, payload)
+        self._send_page(payload)
+
+    def _send_page(self, payload: bytes) -> None:
+        if self._entry.get("fault") == "truncate_page":
+            self._send(200, payload[: len(payload) // 2])
+        elif self._entry.get("fault") == "cut_page":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload[: len(payload) // 2])
+            self.close_connection = True
+        else:
+            self._send(200, payload)
 
     def _take_page(self, cursor: _Cursor) -> tuple[list[bytes], int, int]:
         export = cursor.export
