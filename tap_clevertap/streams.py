@@ -50,8 +50,12 @@ def _write_bytes(data: bytes) -> None:
     out = getattr(sys.stdout, "buffer", None)
     if out is None:  # stdout replaced by a text stream (tests, embedding)
         sys.stdout.write(data.decode())
-    else:
-        out.write(data)
+        return
+    view = memoryview(data)
+    while view:
+        # A signal handled in the middle of a large write to a full pipe makes
+        # BufferedWriter.write return early, with what it wrote: write the rest.
+        view = view[out.write(view) :]
 
 
 class EventStream(CleverTapStream):
@@ -174,9 +178,10 @@ class EventStream(CleverTapStream):
             lines = [orjson.dumps(record) for record in records]
         except TypeError:
             lines = [_record_json(record) for record in records]
-        _write_bytes(prefix)
-        _write_bytes((suffix + prefix).join(lines))
-        _write_bytes(suffix)
+        with self._tap.whole_lines():  # type: ignore[attr-defined]
+            _write_bytes(prefix)
+            _write_bytes((suffix + prefix).join(lines))
+            _write_bytes(suffix)
         self.state_manager.is_flushed = False
 
     def _finish_window(self, window: Window, today: dt.date) -> None:

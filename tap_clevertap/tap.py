@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 import threading
@@ -20,6 +21,7 @@ from tap_clevertap.streams import EventStream
 from tap_clevertap.windows import today_in
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from types import FrameType
 
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
@@ -102,9 +104,28 @@ class TapClevertap(Tap):
             cls.logger.error("%s", exc.one_line())  # noqa: TRY400
             sys.exit(1)
 
+    _deferring_signals = False
+    _deferred_signal: int | None = None
+
+    @contextlib.contextmanager
+    def whole_lines(self) -> Iterator[None]:
+        """SIGTERM/SIGINT arriving while the block writes are handled after it. A signal
+        interrupts a large write to a full pipe part-way; the STATE written on the way out
+        would otherwise land in the middle of a RECORD line."""
+        self._deferring_signals = True
+        try:
+            yield
+        finally:
+            self._deferring_signals = False
+            if self._deferred_signal is not None:
+                self._handle_termination(self._deferred_signal, None)
+
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """SIGTERM/SIGINT: write the state earned so far (whole windows only) and exit
         non-zero, so that an orchestrator does not take the run for a success."""
+        if self._deferring_signals:
+            self._deferred_signal = signum
+            return
         self.logger.warning(
             "Stopped by signal %d; the last STATE covers whole windows only", signum
         )

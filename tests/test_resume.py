@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tap_clevertap.sandbox import SandboxServer
+from tap_clevertap.sandbox import SandboxData, SandboxServer, SandboxSettings
 from tests.conftest import (
     WEEK,
     capture_output,
@@ -63,15 +64,20 @@ def run_until(
     proc = run.proc
     assert proc.stdout is not None
     messages: list[dict[str, Any]] = []
-    for line in proc.stdout:
-        message = json.loads(line)
-        messages.append(message)
-        if trigger is not None and trigger(message, messages):
-            proc.send_signal(sig)
-            if sig == signal.SIGKILL:
-                break
-    proc.wait(timeout=30)
-    proc.stdout.close()
+    try:
+        for line in proc.stdout:
+            message = json.loads(line)
+            messages.append(message)
+            if trigger is not None and trigger(message, messages):
+                proc.send_signal(sig)
+                if sig == signal.SIGKILL:
+                    break
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:  # a failed assertion above: do not leave the tap running
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
     err = run.log.read_text()
     capture_output(json.dumps(messages) + err)
     return messages, err
@@ -167,3 +173,27 @@ def test_sigterm_or_ctrl_c_stops_promptly_with_the_state_earned(
     union = {m["record"]["event_id"] for m in records_of(first) + records_of(second)}
     total = sum(len(expected_rows(slow_sandbox, e)) for e in EVENTS.values())
     assert len(union) == total
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_while_a_page_is_written_never_cuts_a_line(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    # A page of ~1 MB is written to a pipe of 64 KB that nobody reads for a while: the tap is
+    # blocked part-way through the write when the signal comes.
+    with SandboxServer(SandboxData(events_per_day=3000), SandboxSettings()) as big:
+        config = make_config(big, batch_size=5000, end_date="2024-01-02")
+        proc = spawn(config, tmp_path, None).proc
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline()]
+        while json.loads(lines[-1])["type"] != "RECORD":
+            lines.append(proc.stdout.readline())
+        time.sleep(0.5)  # the tap fills the pipe and blocks in the middle of the page
+        proc.send_signal(sig)
+        lines += proc.stdout.readlines()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    messages = [json.loads(line) for line in lines]  # every line whole
+    assert proc.returncode == 128 + sig
+    assert messages[-1]["type"] == "STATE"
+    assert 1000 < sum(m["type"] == "RECORD" for m in messages) < 12000
