@@ -221,12 +221,17 @@ def _ready_container(value: Any, kind: type) -> Any:
 _GENERAL = object()
 
 
-def identity_content(event_name: str, raw: Mapping[str, Any]) -> bytes:
+_all_orjson_safe: Callable[[Any], bool] = _ORJSON_SAFE.issuperset
+
+
+def identity_array(event_name: str, raw: Mapping[str, Any]) -> bytes:
     """The canonical text (UTF-8) of everything that identifies the event, without the copy
-    number: the JCS array `[event_name, objectId, ts, event_props, session_props]` without
-    its brackets."""
+    number: the JCS array `[event_name, objectId, ts, event_props, session_props]`."""
     profile = raw.get("profile")
-    object_id = profile.get("objectId") if isinstance(profile, Mapping) else None
+    if type(profile) is dict:
+        object_id = profile.get("objectId")
+    else:
+        object_id = profile.get("objectId") if isinstance(profile, Mapping) else None
     ts = raw.get("ts")
     event_props = raw.get("event_props") or {}
     session_props = raw.get("session_props") or {}
@@ -234,13 +239,12 @@ def identity_content(event_name: str, raw: Mapping[str, Any]) -> bytes:
         # Most property maps hold only strings, integers, booleans and nulls: ready as is.
         event_ready = (
             event_props
-            if type(event_props) is dict and set(map(type, event_props.values())) <= _ORJSON_SAFE
+            if type(event_props) is dict and _all_orjson_safe(map(type, event_props.values()))
             else _orjson_ready(event_props)
         )
         session_ready = (
             session_props
-            if type(session_props) is dict
-            and set(map(type, session_props.values())) <= _ORJSON_SAFE
+            if type(session_props) is dict and _all_orjson_safe(map(type, session_props.values()))
             else _orjson_ready(session_props)
         )
         if event_ready is not _GENERAL and session_ready is not _GENERAL:
@@ -255,9 +259,9 @@ def identity_content(event_name: str, raw: Mapping[str, Any]) -> bytes:
                 # orjson sorts keys by code point, RFC 8785 by UTF-16 unit: they differ
                 # only with characters beyond U+FFFF, whose UTF-8 starts with F0..F4.
                 if data.isascii() or not _beyond_bmp(data):
-                    return data[1:-1]
+                    return data
     identity = [event_name, object_id, ts, event_props, session_props]
-    return canonical_json(identity)[1:-1].encode()
+    return canonical_json(identity).encode()
 
 
 _SECONDS = [f"{second:02d}+00:00" for second in range(60)]
@@ -336,8 +340,7 @@ class RecordShaper:
         self.fold_schema = fold_schema
 
     def shape_page(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """`shape` for every record of a page, in place: the hot loop of the tap, with the
-        calls of `event_id` inlined."""
+        """`shape` for every record of a page, in place: the hot loop of the tap."""
         name = self.event_name
         utc_iso = self.times.utc_iso
         next_copy = self.copies.next_copy
@@ -345,11 +348,12 @@ class RecordShaper:
         sha256 = hashlib.sha256
         for raw in records:
             ts = raw.get("ts")
-            content = identity_content(name, raw)
-            copy = next_copy(ts, content)
+            identity = identity_array(name, raw)
+            copy = next_copy(ts, identity)
             raw["event_name"] = name
             raw["event_time"] = utc_iso(ts)
-            raw["event_id"] = sha256(b"[%s,%d]" % (content, copy)).hexdigest()
+            # JCS text of [event_name, objectId, ts, event_props, session_props, copy]
+            raw["event_id"] = sha256(identity[:-1] + b",%d]" % copy).hexdigest()
             if fold_schema is not None:
                 fold_unlisted(raw, fold_schema, EXTRA_KEY)
         return records

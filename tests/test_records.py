@@ -24,7 +24,7 @@ from tap_clevertap.records import (
     _orjson_ready,
     canonical_json,
     ecmascript_number,
-    identity_content,
+    identity_array,
 )
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "event_ids.json").read_text())
@@ -148,7 +148,7 @@ def test_copy_counter_is_bounded_while_ordered_and_detects_disorder() -> None:
     assert len(counter._counts) == 1  # only the current second is remembered
     with pytest.raises(EventsOutOfOrder):
         counter.next_copy(10, b"a")
-    # Real content always includes ts (see identity_content).
+    # Real content always includes ts (see identity_array).
     everything = CopyCounter(remember_all=True)
     assert [everything.next_copy(t, b"%d|a" % t) for t in (11, 10, 11)] == [1, 1, 2]
 
@@ -255,7 +255,7 @@ def random_object(rng: random.Random) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"v": value}
 
 
-def test_identity_content_matches_the_plain_reference_on_random_events() -> None:
+def test_identity_array_matches_the_plain_reference_on_random_events() -> None:
     rng = random.Random(20240101)
     fast = 0
     for _ in range(3000):
@@ -273,15 +273,15 @@ def test_identity_content_matches_the_plain_reference_on_random_events() -> None
             raw["event_props"],
             raw.get("session_props") or {},
         ]
-        expected = reference_canonical(identity)[1:-1].encode()
-        assert identity_content("Añadir", raw) == expected
+        expected = reference_canonical(identity).encode()
+        assert identity_array("Añadir", raw) == expected
         fast += _orjson_ready(identity) is not _GENERAL
     assert fast > 1500  # the orjson path (floats as fragments) was the one checked
 
 
-def test_identity_content_writes_floats_in_ecmascript_form_through_orjson() -> None:
+def test_identity_array_writes_floats_in_ecmascript_form_through_orjson() -> None:
     raw = {"ts": 1, "event_props": {"b": [1.0, 1e-7, 2.5e21], "a": {"x": 0.1, "y": -0.0}}}
     assert _orjson_ready(["e", None, 1, raw["event_props"], {}]) is not _GENERAL
-    assert identity_content("e", raw) == (
-        b'"e",null,1,{"a":{"x":0.1,"y":0},"b":[1,1e-7,2.5e+21]},{}'
+    assert identity_array("e", raw) == (
+        b'["e",null,1,{"a":{"x":0.1,"y":0},"b":[1,1e-7,2.5e+21]},{}]'
     )

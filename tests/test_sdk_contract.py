@@ -8,6 +8,7 @@ EventStream switches off record-driven bookmarks (`_increment_stream_state`,
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import json
 import logging
@@ -20,8 +21,8 @@ from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedE
 from singer_sdk.helpers._state import StateWriter
 from singer_sdk.streams._state import StreamStateManager
 
-from tap_clevertap.sandbox import SandboxServer
-from tap_clevertap.streams import EventStream
+from tap_clevertap.sandbox import SandboxData, SandboxServer, SandboxSettings
+from tap_clevertap.streams import LINES_PER_WRITE, EventStream
 from tap_clevertap.tap import TapClevertap
 from tests.conftest import make_config, run_tap
 
@@ -69,6 +70,31 @@ def test_direct_record_lines_equal_the_sdk_messages(
     through_sdk = run_tap(config).records()
     assert direct == through_sdk
     assert len(direct) > 50
+
+
+class _OneHugeInteger(SandboxData):
+    """Each day's 70th event carries an integer beyond 64 bits, which orjson cannot write."""
+
+    def events(self, event_name: str, day: dt.date, **kwargs: bool) -> list[dict[str, object]]:
+        rows = super().events(event_name, day, **kwargs)
+        props = rows[70]["event_props"]
+        assert isinstance(props, dict)
+        props["Big"] = 2**70
+        return rows
+
+
+def test_direct_record_lines_equal_the_sdk_messages_over_several_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with SandboxServer(_OneHugeInteger(events_per_day=160), SandboxSettings()) as server:
+        config = make_config(server, event_names=["Charged"], end_date="2024-01-02")
+        config["batch_size"] = 5000  # one page per day: its lines go out in several writes
+        direct = run_tap(config).records()
+        monkeypatch.setattr(EventStream, "_plain_records", property(lambda self: False))
+        through_sdk = run_tap(config).records()
+    assert direct == through_sdk
+    assert len(direct) > 2 * 2 * LINES_PER_WRITE
+    assert sum(r["event_props"].get("Big") == 2**70 for r in direct) == 2
 
 
 def test_deselected_properties_still_go_through_the_sdk(sandbox: SandboxServer) -> None:
