@@ -100,11 +100,11 @@ class TapClevertap(Tap):
         # collector runs often, and each full pass walks every object the imports created.
         # Those live as long as the process: frozen, collections skip them (~10% of a run).
         gc.freeze()
-        # A parsed page of 5,000 events is a tree of ~25,000 containers, which reference
+        # A parsed page of 5,000 events is a tree of 25,000-40,000 containers, which reference
         # counting frees once the page is written. At the default threshold (700 new
         # containers) the collector scans it piece by piece while it is parsed, finding
         # nothing, and moves it to older generations that full collections scan again. Above
-        # a page's worth, collections run between pages and see the page only when it leaks.
+        # a page's worth, a page is usually freed before any collection sees it.
         gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
         try:
             super().invoke(*args, **kwargs)
