@@ -171,8 +171,8 @@ class EventStream(CleverTapStream):
     def _write_record_lines(self, records: list[dict[str, Any]]) -> None:
         """The RECORD messages of a page, as the SDK writes them, a few dozen per write.
 
-        orjson gives each line a 4 KB buffer whatever its length: the lines of a whole page
-        at once would hold ~20 MB, and walk it, where a chunk's stay in the CPU cache."""
+        orjson gives each line a 4 KB buffer whatever its length: a whole page's lines at
+        once would hold ~20 MB, where a chunk's lines stay in the CPU cache."""
         if not records:
             return
         prefix = b'{"type":"RECORD","stream":%s,"record":' % orjson.dumps(self.name)
