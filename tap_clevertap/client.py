@@ -6,6 +6,7 @@ Only this module knows CleverTap's wire format.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -122,13 +123,20 @@ def read_whole_body(response: requests.Response) -> bytes:
     return response.content
 
 
+# orjson reads an integer beyond 64 bits as a float, dropping digits, where the json module
+# keeps it whole. Such an integer is a run of at least 19 digits: a body holding one (or a
+# long digit run in a string) is parsed by the json module.
+_DIGITS_AS_NINES = bytes.maketrans(b"012345678", b"999999999")
+_LONG_DIGIT_RUN = b"9" * 19
+
+
 def _parse(content: bytes) -> dict[str, Any]:
     # Floats become Python floats (IEEE doubles), as with the json module: a value that
     # needs more than 17 significant digits is rounded, which no CleverTap value does.
-    try:
-        parsed: Any = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        parsed = None  # also for integers over 64 bits, which the json module can read
+    parsed: Any = None
+    if _LONG_DIGIT_RUN not in content.translate(_DIGITS_AS_NINES):
+        with contextlib.suppress(orjson.JSONDecodeError):  # the json module says why
+            parsed = orjson.loads(content)
     if parsed is None:
         try:
             parsed = json.loads(content)
