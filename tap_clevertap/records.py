@@ -353,7 +353,8 @@ class RecordShaper:
             raw["event_name"] = name
             raw["event_time"] = utc_iso(ts)
             # JCS text of [event_name, objectId, ts, event_props, session_props, copy]
-            raw["event_id"] = sha256(identity[:-1] + b",%d]" % copy).hexdigest()
+            tail = b",1]" if copy == 1 else b",%d]" % copy
+            raw["event_id"] = sha256(identity[:-1] + tail).hexdigest()
             if fold_schema is not None:
                 fold_unlisted(raw, fold_schema, EXTRA_KEY)
         return records
