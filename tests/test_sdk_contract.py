@@ -95,6 +95,7 @@ def test_direct_record_lines_equal_the_sdk_messages_over_several_writes(
         through_sdk = run_tap(config).records()
     assert direct == through_sdk
     assert len(direct) > 2 * 2 * LINES_PER_WRITE
+    # Read and written with every digit (orjson alone reads it as a double).
     assert sum(r["event_props"].get("Big") == 2**70 + 1 for r in direct) == 2
 
 
