@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +99,17 @@ class InvalidBody(ValueError):
 LARGE_BODY_BYTES = 64 * 1024
 
 _reading_ahead = threading.local()
+
+
+@contextlib.contextmanager
+def _read_ahead() -> Iterator[None]:
+    """Marks this thread as reading ahead for the duration (see `validate_response`)."""
+    _reading_ahead.active = True
+    try:
+        yield
+    finally:
+        _reading_ahead.active = False
+
 
 _bodies: weakref.WeakKeyDictionary[requests.Response, dict[str, Any]] = weakref.WeakKeyDictionary()
 
@@ -252,20 +263,14 @@ class CleverTapStream(RESTStream[str | None]):
 
     def open_export_ahead(self, context: Context) -> tuple[CursorPaginator, requests.Response]:
         """`open_export` in a thread reading ahead: see `fetch_page_ahead`."""
-        _reading_ahead.active = True
-        try:
+        with _read_ahead():
             return self.open_export(context)
-        finally:
-            _reading_ahead.active = False
 
     def fetch_page_ahead(self, paginator: CursorPaginator, context: Context) -> requests.Response:
         """`fetch_page` in a thread reading ahead: a large successful page is kept as bytes
         (LARGE_BODY_BYTES), to be parsed and checked by `checked_page` in the reading thread."""
-        _reading_ahead.active = True
-        try:
+        with _read_ahead():
             return self.fetch_page(paginator, context)
-        finally:
-            _reading_ahead.active = False
 
     def checked_page(
         self, paginator: CursorPaginator, response: requests.Response, context: Context

@@ -134,8 +134,8 @@ class EventStream(CleverTapStream):
         builds a message object, reads the clock and checks limits: several times the cost
         of the rest of the tap. When nothing is deselected or mapped (`_plain_records`), no
         dry-run limit is set and there is no partition or child stream, each page's RECORD
-        lines are written here in one go, with the SDK's record counter, timer, and final
-        STATE as in its loop. Otherwise this is the SDK's loop. Private SDK method, pinned to
+        lines are written here a few dozen per write, with the SDK's record counter, timer, and
+        final STATE as in its loop. Otherwise this is the SDK's loop. Private SDK method, pinned to
         singer-sdk 0.54: tests/test_sdk_contract.py checks both ways write the same
         records and that the SDK's loop still does what this one does.
         """
