@@ -46,7 +46,8 @@ def _beyond_bmp(utf8: bytes) -> bool:
 def _object(value: Mapping[Any, Any]) -> str:
     # Keys in UTF-16 code unit order, as RFC 8785 requires (not code point order).
     keys = sorted(value, key=lambda key: str(key).encode("utf-16-be"))
-    return "{" + ",".join([f"{_dumps_string(k)}:{canonical_json(value[k])}" for k in keys]) + "}"
+    members = [f"{_dumps_string(str(k))}:{canonical_json(value[k])}" for k in keys]
+    return "{" + ",".join(members) + "}"
 
 
 def _array(value: Sequence[Any]) -> str:

@@ -131,6 +131,7 @@ def test_canonical_json_sorts_by_utf16_and_escapes_minimally() -> None:
     )
     with pytest.raises(ValueError, match="NaN"):
         canonical_json(float("nan"))
+    assert canonical_json({2: "x", "10": None}) == '{"10":null,"2":"x"}'  # keys as text
 
 
 def test_copy_counter_is_bounded_while_ordered_and_detects_disorder() -> None:
