@@ -42,6 +42,7 @@ class Fault:
     action: str
     method: str | None = None
     day: int | None = None  # YYYYMMDD inside the export's from..to
+    event_name: str | None = None  # the export's event
     times: int | None = 1
     after: int = 0
     status: int = 503
@@ -157,10 +158,14 @@ class SandboxServer:
         with self._lock:
             self._in_flight -= 1
 
-    def match_fault(self, method: str, days: tuple[int, int] | None) -> Fault | None:
+    def match_fault(
+        self, method: str, days: tuple[int, int] | None, event_name: str | None = None
+    ) -> Fault | None:
         with self._lock:
             for fault in self.faults:
                 if fault.method and fault.method != method:
+                    continue
+                if fault.event_name is not None and fault.event_name != event_name:
                     continue
                 if fault.day is not None and (days is None or not days[0] <= fault.day <= days[1]):
                     continue
@@ -312,7 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _apply_fault(self, days: tuple[int, int] | None) -> bool:
         """Serve a switched-on fault instead of the real answer; True when one was served."""
-        fault = self.sandbox.match_fault(self.command, days)
+        fault = self.sandbox.match_fault(self.command, days, self._entry.get("event_name"))
         if fault is None:
             return False
         self._entry["fault"] = fault.action
