@@ -1,35 +1,47 @@
 """The HTTP conversation with CleverTap's Get Events API.
 
 Owns hosts, auth headers, request building, response validation and the one retry policy.
-Only this module knows CleverTap's wire format.
+Only this module knows CleverTap's wire format (with `wire.py` for bodies).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
 import threading
 import weakref
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import backoff
-import orjson
 import requests
-from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.streams import RESTStream
 from singer_sdk.streams.rest import HTTPRequest, PageContext
+from typing_extensions import override
 
-from tap_clevertap.config import base_url
+from tap_clevertap.config import base_url, seconds
+from tap_clevertap.errors import (
+    CleverTapError,
+    CredentialsRefused,
+    CursorRejected,
+    ExportNotReady,
+    ExportRefused,
+    ExportWaitTimeout,
+    InvalidBody,
+    RetriesExhausted,
+    Throttled,
+    describe,
+)
+from tap_clevertap.pagination import CursorPaginator
+from tap_clevertap.wire import read_whole_body, response_body
 
 if TYPE_CHECKING:
     from backoff.types import Details
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
-
-    from tap_clevertap.pagination import CursorPaginator
 
     RequestFunc = Callable[[requests.PreparedRequest, Context | None], requests.Response]
 
@@ -43,132 +55,28 @@ POLL_GROWTH = 1.5
 POLL_MAX_WAIT = 60.0
 RETRY_MAX_WAIT = 300.0
 
-
-class CleverTapError(FatalAPIError):
-    """An error that ends the run with one line saying what happened and what to do."""
-
-    where: str = ""
-
-    def one_line(self) -> str:
-        message = " ".join(str(self).split())
-        return f"{self.where}: {message}" if self.where else message
-
-
-class CredentialsRefused(CleverTapError):
-    pass
-
-
-class ExportRefused(CleverTapError):
-    pass
-
-
-class CursorRejected(CleverTapError):
-    """`code` 3 on a cursor (malformed or expired): the window must be requested again."""
-
-
-class CursorLoopError(CleverTapError):
-    pass
-
-
-class ExportWaitTimeout(CleverTapError):
-    pass
-
-
-class RetriesExhausted(CleverTapError):
-    pass
-
-
-class ExportNotReady(Exception):
-    """`code` 2: the export is still being prepared; poll the same cursor again."""
-
-
-class Throttled(RetriableAPIError):
-    """HTTP 429 or `code` 1; `wait` is what the server asked for, if anything."""
-
-    def __init__(self, message: str, response: requests.Response, wait: float | None) -> None:
-        super().__init__(message, response)
-        self.wait = wait
-
-
-class InvalidBody(ValueError):
-    pass
-
-
-# Bodies fetched by a thread reading ahead and larger than this are left unparsed there: a
-# parsed 5,000-record page takes ~12 MB, and the thread that reads the page parses it anyway.
+# Bodies fetched ahead and larger than this are left unparsed by the thread that fetched them:
+# a parsed 5,000-record page takes ~12 MB, and the thread that reads the page parses it anyway.
 LARGE_BODY_BYTES = 64 * 1024
 
-_reading_ahead = threading.local()
-
-
-@contextlib.contextmanager
-def _read_ahead() -> Iterator[None]:
-    """Marks this thread as reading ahead for the duration (see `validate_response`)."""
-    _reading_ahead.active = True
-    try:
-        yield
-    finally:
-        _reading_ahead.active = False
-
-
-_bodies: weakref.WeakKeyDictionary[requests.Response, dict[str, Any]] = weakref.WeakKeyDictionary()
-
-
-def response_body(response: requests.Response) -> dict[str, Any]:
-    """The response's JSON object, parsed once and shared by validation, records and paging."""
-    body = _bodies.get(response)
-    if body is None:
-        body = _parse(response.content)
-        _bodies[response] = body
-    return body
-
-
-def read_whole_body(response: requests.Response) -> bytes:
-    """The body, read in one call. `requests` reads bodies in 10 KB pieces, each needing
-    the GIL back from the thread writing records: a page fetched ahead in a thread then
-    arrives later than if it had not been fetched ahead. Sessions stream (`stream=True`),
-    and the body is read here, with requests' own error translation, into `_content`,
-    where `response.content` keeps it (checked by tests/test_sync.py)."""
-    if response._content is False:  # type: ignore[comparison-overlap]  # False: not read yet
-        response._content = b"".join(response.iter_content(chunk_size=None))
-    return response.content
-
-
-# orjson reads an integer beyond 64 bits as a float, dropping digits, where the json module
-# keeps it whole. Such an integer is a run of at least 19 digits: a body holding one (or a
-# long digit run in a string) is parsed by the json module.
-_DIGITS_AS_NINES = bytes.maketrans(b"012345678", b"999999999")
-_LONG_DIGIT_RUN = b"9" * 19
-
-
-def _parse(content: bytes) -> dict[str, Any]:
-    # Floats become Python floats (IEEE doubles), as with the json module: a value that
-    # needs more than 17 significant digits is rounded, which no CleverTap value does.
-    parsed: Any = None
-    if _LONG_DIGIT_RUN not in content.translate(_DIGITS_AS_NINES):
-        with contextlib.suppress(orjson.JSONDecodeError):  # the json module says why
-            parsed = orjson.loads(content)
-    if parsed is None:
-        try:
-            parsed = json.loads(content)
-        except ValueError as exc:
-            raise InvalidBody(f"not JSON ({len(content)} bytes)") from exc
-    if not isinstance(parsed, dict):
-        raise InvalidBody("not a JSON object")
-    return parsed
+# An export's paginator and its latest response.
+Page = tuple[CursorPaginator, requests.Response]
 
 
 class CleverTapAuth(requests.auth.AuthBase):
     """Adds the account headers. Its repr never shows the passcode."""
 
     def __init__(self, account_id: str, passcode: str) -> None:
+        """Keep the two header values."""
         self._headers = {"X-CleverTap-Account-Id": account_id, "X-CleverTap-Passcode": passcode}
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Add the headers to `request`."""
         request.headers.update(self._headers)
         return request
 
     def __repr__(self) -> str:
+        """Name the class, never the passcode."""
         return "CleverTapAuth(passcode=***)"
 
 
@@ -176,33 +84,57 @@ class CleverTapStream(RESTStream[str | None]):
     """The Get Events conversation: a POST that returns a cursor, then GETs that follow it.
 
     The stream context carries the export: `event_name`, `from` and `to` (YYYYMMDD ints).
+    Every request attempt holds one of `request_slots` (CleverTap allows 3 requests in flight
+    per account), and only while it is in flight: not while backing off or polling.
     """
 
     path = EVENTS_PATH
 
+    def __init__(
+        self,
+        tap: Tap,
+        *,
+        name: str,
+        schema: dict[str, Any],
+        request_slots: threading.BoundedSemaphore,
+    ) -> None:
+        """A stream whose requests share `request_slots` with the tap's other streams."""
+        super().__init__(tap, name=name, schema=schema)
+        self.request_slots = request_slots
+        # Requests sent by a thread fetching ahead: a large successful body is checked by the
+        # thread that reads it (`checked_page`), not parsed where it was fetched.
+        self._checked_by_reader: weakref.WeakSet[requests.PreparedRequest] = weakref.WeakSet()
+
     @property
+    @override
     def url_base(self) -> str:
         return base_url(self.config)
 
     @property
+    @override
     def http_headers(self) -> dict[str, str]:
         # CleverTap requires the JSON content type on every request, GETs included.
         return {"Content-Type": "application/json", "User-Agent": self.user_agent}
 
     @property
+    @override
     def authenticator(self) -> CleverTapAuth:
         return CleverTapAuth(self.config["account_id"], self.config["passcode"])
 
     @property
+    @override
     def requests_session(self) -> requests.Session:
         session = super().requests_session
         session.stream = True  # bodies are read in one call by `validate_response`
         return session
 
     @property
+    @override
     def timeout(self) -> int:
-        return self.config["request_timeout"]  # type: ignore[no-any-return]
+        # requests takes any number of seconds; the SDK's annotation says int.
+        return cast("int", seconds(self.config, "request_timeout"))
 
+    @override
     def get_http_request(self, *, page: PageContext[str | None]) -> HTTPRequest:
         context = page.stream_context or {}
         cursor = page.next_page_token
@@ -234,70 +166,73 @@ class CleverTapStream(RESTStream[str | None]):
 
     # --- one export: step 1 and the pages ------------------------------------------------
 
-    @property
-    def slots(self) -> threading.BoundedSemaphore | None:
-        """The tap-wide limit of HTTP requests in flight, when the tap sets one."""
-        return getattr(self._tap, "request_slots", None)
+    def prepared_request(
+        self, paginator: CursorPaginator, context: Context
+    ) -> requests.PreparedRequest:
+        """The request at the paginator's position, built through `get_http_request`.
 
-    def _request(
-        self, prepared_request: requests.PreparedRequest, context: Context | None
-    ) -> requests.Response:
-        # A slot is held for the request itself only, not while backing off or polling.
-        slots = self.slots
-        if slots is None:
-            return super()._request(prepared_request, context)
-        with slots:
-            return super()._request(prepared_request, context)
+        `HTTPRequest.encode_params` honours `safe_query_chars`, so a cursor goes out as
+        CleverTap sent it (the deprecated `prepare_request` would encode it twice).
+        """
+        request = self.get_http_request(
+            page=PageContext(stream_context=context, next_page_token=paginator.current_value)
+        )
+        return self.build_prepared_request(
+            method=request.method,
+            url=request.url,
+            params=request.encode_params(),
+            headers=request.headers,
+            json=request.data,
+        )
 
-    @cached_property
-    def _send(self) -> RequestFunc:
-        return self.request_decorator(self._request)
+    def open_export(self, context: Context, *, ahead: bool = False) -> Page:
+        """Step 1 (POST for a cursor), then the export's first page, polled until ready.
 
-    def open_export(self, context: Context) -> tuple[CursorPaginator, requests.Response]:
-        """Step 1 (POST for a cursor), then the export's first page, polled until ready."""
+        With `ahead` (a thread opening the export before it is read), see `fetch_page`.
+        """
         paginator = self.get_new_paginator()
         paginator.advance(self.fetch_page(paginator, context))
         if paginator.finished:
             raise CleverTapError("CleverTap answered the export request without a cursor")
-        return paginator, self.fetch_page(paginator, context)
+        return paginator, self.fetch_page(paginator, context, ahead=ahead)
 
-    def open_export_ahead(self, context: Context) -> tuple[CursorPaginator, requests.Response]:
-        """`open_export` in a thread reading ahead: see `fetch_page_ahead`."""
-        with _read_ahead():
-            return self.open_export(context)
+    def fetch_page(
+        self, paginator: CursorPaginator, context: Context, *, ahead: bool = False
+    ) -> requests.Response:
+        """The response at the paginator's position, with the retries and polling.
 
-    def fetch_page_ahead(self, paginator: CursorPaginator, context: Context) -> requests.Response:
-        """`fetch_page` in a thread reading ahead: a large successful page is kept as bytes
-        (LARGE_BODY_BYTES), to be parsed and checked by `checked_page` in the reading thread."""
-        with _read_ahead():
-            return self.fetch_page(paginator, context)
+        Step 1's POST while the paginator has no cursor, then the page at its cursor. With
+        `ahead` (fetched by a thread for a page that is read later), a large successful
+        body is left unparsed: `checked_page` parses and validates it in the reading thread.
+        """
+        prepared = self.prepared_request(paginator, context)
+        if ahead:
+            self._checked_by_reader.add(prepared)
+        return self._send(prepared, context)
 
     def checked_page(
         self, paginator: CursorPaginator, response: requests.Response, context: Context
     ) -> requests.Response:
-        """The response, validated in full (parsed here if it was read ahead unparsed);
-        if that fails, the page is requested again, with the usual retries and polling."""
+        """The response, validated in full (parsed here if it was fetched ahead unparsed).
+
+        If that fails, the page is requested again, with the usual retries and polling.
+        """
         try:
-            self.validate_response(response)
+            self.validate_response(response, whole=True)
         except (RetriableAPIError, ExportNotReady) as exc:
             self.log(
                 "A page read ahead failed validation (%s); requesting it again",
-                _describe(exc),
+                describe(exc),
                 level=logging.WARNING,
             )
             return self.fetch_page(paginator, context)
         return response
 
-    def fetch_page(self, paginator: CursorPaginator, context: Context) -> requests.Response:
-        """The response at the paginator's position: step 1's POST while it has no cursor,
-        then the page at its cursor (the SDK's request building, validation and retries)."""
-        return self._send(self._prepare_request(context=context, page=paginator), context)
-
+    @override
     def get_new_paginator(self) -> CursorPaginator:
-        from tap_clevertap.pagination import CursorPaginator  # noqa: PLC0415  (cycle)
-
         return CursorPaginator()
 
+    @override
     def parse_response(self, response: requests.Response) -> list[dict[str, Any]]:
         # The last page may be just {"status": "success"} without a records key.
         records: list[dict[str, Any]] = response_body(response).get("records") or []
@@ -305,15 +240,21 @@ class CleverTapStream(RESTStream[str | None]):
 
     # --- response validation -----------------------------------------------------------
 
-    def validate_response(self, response: requests.Response) -> None:
+    @override
+    def validate_response(self, response: requests.Response, *, whole: bool = False) -> None:
+        """Raise for anything but a usable answer; see the README's failure table.
+
+        A large successful body fetched ahead is left for `checked_page` (`whole=True`).
+        """
         status = response.status_code
         body_bytes = read_whole_body(response)
         if (
-            status == 200
+            not whole
+            and status == 200
             and len(body_bytes) > LARGE_BODY_BYTES
-            and getattr(_reading_ahead, "active", False)
+            and response.request in self._checked_by_reader
         ):
-            return  # a page read ahead: `checked_page` validates it when it is read
+            return
         if status in (401, 403):
             raise CredentialsRefused(
                 f"CleverTap refused the credentials (HTTP {status}): check account_id and "
@@ -352,19 +293,34 @@ class CleverTapStream(RESTStream[str | None]):
 
     # --- the one retry policy ----------------------------------------------------------
 
+    @cached_property
+    def _send(self) -> RequestFunc:
+        # `_request` is the SDK's one attempt: send, log its duration metric, validate.
+        return self.request_decorator(self._request)
+
+    @override
     def request_decorator(self, func: RequestFunc) -> RequestFunc:
-        """Retries (429, 5xx, throttling, broken replies, connection errors) inside
-        export polling (`code` 2): a poll is not a failure and has its own time budget."""
-        retried = super().request_decorator(func)
+        """Slots, retries and export polling around one attempt (`func`).
+
+        Each attempt holds a request slot. Retries (429, 5xx, throttling, broken replies,
+        connection errors) run inside export polling (`code` 2): a poll is not a failure
+        and has its own time budget. What is left when both give up is one-line error.
+        """
+
+        def attempt(prepared: requests.PreparedRequest, context: Context | None) -> Any:
+            with self.request_slots:
+                return func(prepared, context)
+
+        retried = super().request_decorator(attempt)
         polled = backoff.on_exception(
             backoff.expo,
             ExportNotReady,
-            max_time=lambda: self.config["export_wait_timeout"],
+            max_time=lambda: seconds(self.config, "export_wait_timeout"),
             jitter=None,
             on_backoff=self._log_export_wait,
             logger=None,
             base=POLL_GROWTH,
-            factor=self.config["export_poll_seconds"],
+            factor=seconds(self.config, "export_poll_seconds"),
             max_value=POLL_MAX_WAIT,
         )(retried)
 
@@ -382,18 +338,20 @@ class CleverTapStream(RESTStream[str | None]):
             except (RetriableAPIError, requests.RequestException) as exc:
                 raise RetriesExhausted(
                     f"CleverTap kept failing after {self.backoff_max_tries()} tries "
-                    f"({_describe(exc)}): rerun later; the last STATE resumes without loss"
+                    f"({describe(exc)}): rerun later; the last STATE resumes without loss"
                 ) from exc
 
         return request
 
+    @override
     def backoff_max_tries(self) -> int:
         return int(self.config["max_retries"]) + 1
 
+    @override
     def backoff_wait_generator(self) -> Generator[float, Any, None]:
         """Exponential waits, except that throttling waits what CleverTap asked for."""
-        base = float(self.config["retry_wait_seconds"])
-        throttle = float(self.config["throttle_wait_seconds"])
+        base = seconds(self.config, "retry_wait_seconds")
+        throttle = seconds(self.config, "throttle_wait_seconds")
         attempt = 0
         exc = yield  # type: ignore[misc]  # backoff primes the generator, then sends each error
         while True:
@@ -404,37 +362,39 @@ class CleverTapStream(RESTStream[str | None]):
             attempt += 1
             exc = yield min(wait, RETRY_MAX_WAIT)
 
+    @override
     def backoff_jitter(self, value: float) -> float:
         # Up to 25% more, never less: a Retry-After is a minimum.
         return value * (1 + random.random() / 4)
 
+    @override
     def backoff_handler(self, details: Details) -> None:
         self.log(
             "Retrying in %.1f s (try %d of %d): %s",
             details.get("wait") or 0.0,
             details.get("tries"),
             self.backoff_max_tries(),
-            _describe(details.get("exception")),
+            describe(details.get("exception")),
             level=logging.WARNING,
         )
 
     def _log_export_wait(self, details: Details) -> None:
-        context = self.context_of(details)
         self.log(
             "Export %s still being prepared by CleverTap; polling again in %.1f s "
             "(waited %.0f s so far)",
-            context,
+            _export_of(details),
             details.get("wait") or 0.0,
             details.get("elapsed") or 0.0,
         )
 
-    @staticmethod
-    def context_of(details: Details) -> str:
-        args = details.get("args") or ()
-        context = args[1] if len(args) > 1 else None
-        if isinstance(context, dict) and "from" in context:
-            return f"{context['event_name']!r} {context['from']}..{context['to']}"
-        return ""
+
+def _export_of(details: Details) -> str:
+    """The export a backoff callback is about, from the decorated call's context."""
+    args = details.get("args") or ()
+    context = args[1] if len(args) > 1 else None
+    if isinstance(context, dict) and "from" in context:
+        return f"{context['event_name']!r} {context['from']}..{context['to']}"
+    return ""
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -452,12 +412,3 @@ def _event_name(response: requests.Response) -> str:
         return str(json.loads(response.request.body or b"{}")["event_name"])
     except (ValueError, KeyError, TypeError):
         return "?"
-
-
-def _describe(exc: BaseException | None) -> str:
-    """A short, secret-free reason: never the request (its headers carry the passcode)."""
-    if isinstance(exc, RetriableAPIError):
-        return str(exc.args[0]) if exc.args else type(exc).__name__
-    if isinstance(exc, requests.RequestException):
-        return f"{type(exc).__name__}: connection failed or timed out"
-    return type(exc).__name__ if exc else "unknown error"

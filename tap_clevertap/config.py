@@ -194,10 +194,21 @@ def stream_name_for(event_name: str) -> str:
 
 
 def parse_date(value: str) -> dt.date:
+    """A `YYYY-MM-DD` setting as a date."""
     return dt.date.fromisoformat(value)
 
 
+def seconds(config: Mapping[str, Any], key: str) -> float:
+    """A number setting as a float.
+
+    The SDK's command line reads JSON numbers with a fraction as `Decimal`, which
+    `time.sleep` and float arithmetic refuse.
+    """
+    return float(config[key])
+
+
 def base_url(config: Mapping[str, Any]) -> str:
+    """The API host: `api_url` when set, else the region's."""
     if config.get("api_url"):
         return str(config["api_url"]).rstrip("/")
     return REGION_HOSTS[config.get("region") or "eu1"]

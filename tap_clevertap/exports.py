@@ -17,27 +17,48 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import requests
 
+    from tap_clevertap.client import Page
     from tap_clevertap.pagination import CursorPaginator
 
 T = TypeVar("T")
 
 # An export's key: (stream name, from, to).
 ExportKey = tuple[str, int, int]
-Page = tuple["CursorPaginator", "requests.Response"]
+# Every export of the run in reading order, with what opens each one.
+Plan = Iterable[tuple[ExportKey, Callable[[], "Page"]]]
+
+
+class PageSource(Protocol):
+    """Where an export's pages come from (the stream that reads them)."""
+
+    def fetch_page(
+        self, paginator: CursorPaginator, context: Any, *, ahead: bool = False
+    ) -> requests.Response:
+        """The response at the paginator's position (`ahead`: fetched by a thread)."""
+
+    def checked_page(
+        self, paginator: CursorPaginator, response: requests.Response, context: Any
+    ) -> requests.Response:
+        """The response validated in full in the reading thread (or fetched again)."""
 
 
 class _Workers:
-    """Daemon threads running submitted calls. Daemon, so that a worker sleeping in a
-    60-second poll never holds the process open after the run ends or fails."""
+    """Daemon threads running submitted calls.
+
+    Daemon, so that a worker sleeping in a 60-second poll never holds the process open after
+    the run ends or fails.
+    """
 
     def __init__(self, count: int) -> None:
+        """Start `count` threads."""
         self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
             queue.SimpleQueue()
         )
@@ -49,6 +70,7 @@ class _Workers:
             thread.start()
 
     def submit(self, call: Callable[[], T]) -> Future[T]:
+        """Run `call` in a worker; its result or exception lands in the future."""
         future: Future[T] = Future()
         self._tasks.put((future, call))
         return future
@@ -64,29 +86,50 @@ class _Workers:
                 future.set_exception(exc)
 
     def stop(self) -> None:
+        """Let each thread finish its current call, then end."""
         for _ in self._threads:
             self._tasks.put(None)
 
 
 class ExportScheduler:
-    """Opens exports in plan order, up to `ahead` beyond the one being drained."""
+    """Opens exports in plan order, up to `max_exports_ahead` beyond the one being drained.
 
-    def __init__(self, *, max_concurrent_requests: int, max_exports_ahead: int) -> None:
-        self.slots = threading.BoundedSemaphore(max_concurrent_requests)
+    The plan (every window of every selected stream, in the order the tap reads them) is
+    asked of `planner` when the first export is taken: only then are the state and the
+    catalog's selection known. The threads start then too, and stop after the last planned
+    export or a failure (`stop`).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_concurrent_requests: int,
+        max_exports_ahead: int,
+        planner: Callable[[], Plan],
+    ) -> None:
+        """Nothing runs ahead with one request at a time (`max_concurrent_requests` 1)."""
         self.ahead = max_exports_ahead if max_concurrent_requests > 1 else 0
         self.prefetch = max_concurrent_requests > 1
-        self._workers = _Workers(self.ahead + 1) if self.prefetch else None
+        self._planner: Callable[[], Plan] | None = planner
+        self._workers: _Workers | None = None
         self._plan: list[tuple[ExportKey, Callable[[], Page]]] = []
         self._index: dict[ExportKey, int] = {}
         self._opened: dict[ExportKey, Future[Page]] = {}
 
-    def plan(self, key: ExportKey, open_export: Callable[[], Page]) -> None:
-        """Add an export to the reading order (call for every window of every stream first)."""
-        self._index[key] = len(self._plan)
-        self._plan.append((key, open_export))
+    def _ensure_planned(self) -> None:
+        """Ask for the plan and start the threads, once, when the first export is taken."""
+        if self._planner is None:
+            return
+        planner, self._planner = self._planner, None
+        for key, open_export in planner():
+            self._index[key] = len(self._plan)
+            self._plan.append((key, open_export))
+        if self.prefetch:
+            self._workers = _Workers(self.ahead + 1)
 
     def take(self, key: ExportKey, open_export: Callable[[], Page]) -> Page:
         """The export's paginator and first page, opened ahead if it was planned."""
+        self._ensure_planned()
         index = self._index.get(key)
         if index is None or self._workers is None:
             return open_export()
@@ -96,27 +139,28 @@ class ExportScheduler:
         future = self._opened.pop(key, None)
         return future.result() if future is not None else open_export()
 
-    def pages(
-        self,
-        first: Page,
-        *,
-        fetch_now: Callable[[CursorPaginator], requests.Response],
-        fetch_ahead: Callable[[CursorPaginator], requests.Response],
-        checked: Callable[[CursorPaginator, requests.Response], requests.Response],
-    ) -> Iterator[requests.Response]:
-        """The export's responses in order, the next one fetched (`fetch_ahead`) while the
-        caller works; each is `checked` in the caller's thread before it is used."""
+    def pages(self, first: Page, source: PageSource, context: Any) -> Iterator[requests.Response]:
+        """The export's responses in order, the next one fetched while the caller works.
+
+        Each response is checked by `source.checked_page` in the caller's thread before it is
+        used.
+        """
         paginator, response = first
         while True:
-            response = checked(paginator, response)
+            response = source.checked_page(paginator, response, context)
             paginator.advance(response)
             upcoming: Future[requests.Response] | None = None
             if not paginator.finished and self._workers is not None:
-                upcoming = self._workers.submit(lambda: fetch_ahead(paginator))
+                upcoming = self._workers.submit(
+                    partial(source.fetch_page, paginator, context, ahead=True)
+                )
             yield response
             if paginator.finished:
                 return
-            response = upcoming.result() if upcoming is not None else fetch_now(paginator)
+            if upcoming is not None:
+                response = upcoming.result()
+            else:
+                response = source.fetch_page(paginator, context)
 
     def read(self, key: ExportKey) -> None:
         """The export has been read to the end; after the last planned one, stop the threads."""
@@ -124,6 +168,7 @@ class ExportScheduler:
             self.stop()
 
     def stop(self) -> None:
+        """Cancel the exports opened ahead and stop the threads (after a failure too)."""
         for future in self._opened.values():
             future.cancel()
         self._opened.clear()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from singer_sdk.pagination import BaseAPIPaginator
+from typing_extensions import override
 
-from tap_clevertap.client import CursorLoopError, response_body
+from tap_clevertap.errors import CursorLoopError
+from tap_clevertap.wire import response_body
 
 if TYPE_CHECKING:
     import requests
@@ -22,9 +24,11 @@ class CursorPaginator(BaseAPIPaginator[str | None]):
     """
 
     def __init__(self) -> None:
+        """Start before step 1: no cursor yet."""
         super().__init__(None)
         self._seen: set[str] = set()
 
+    @override
     def get_next(self, response: requests.Response) -> str | None:
         body = response_body(response)
         token = body.get("cursor") if self.current_value is None else body.get("next_cursor")
@@ -37,11 +41,13 @@ class CursorPaginator(BaseAPIPaginator[str | None]):
         self._seen.add(token)
         return str(token)
 
+    @override
     def has_more(self, response: requests.Response) -> bool:
         body = response_body(response)
         key = "cursor" if self.current_value is None else "next_cursor"
         return bool(body.get(key))
 
+    @override
     def continue_if_empty(self, response: requests.Response) -> bool:
         # The POST returns a cursor and no records, and a page may be empty while more
         # follow: keep going as long as there is a cursor to follow.

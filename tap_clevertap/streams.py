@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import sys
 from collections.abc import Generator, Iterable, Iterator
-from functools import cached_property
+from dataclasses import dataclass
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from singer_sdk.mapper import SameRecordTransform
+from typing_extensions import override
 
-from tap_clevertap.client import CleverTapError, CleverTapStream, CursorRejected
+from tap_clevertap.client import CleverTapStream, Page
 from tap_clevertap.config import parse_date, stream_name_for
-from tap_clevertap.exports import ExportKey, ExportScheduler
+from tap_clevertap.errors import CleverTapError, CursorRejected
 from tap_clevertap.records import EventsOutOfOrder, EventTimes, RecordShaper
 from tap_clevertap.schemas import EVENT_SCHEMA, with_extra_columns
 from tap_clevertap.windows import (
@@ -29,34 +28,47 @@ from tap_clevertap.windows import (
 )
 
 if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable
+
     from singer_sdk import Tap
-    from singer_sdk.helpers.types import Context, Record
+    from singer_sdk.helpers.types import Context, Record, TapState
+
+    from tap_clevertap.exports import ExportKey, ExportScheduler
+    from tap_clevertap.output import SingerOutput
 
 # Key of the bookmark in `bookmarks.<stream>`: the last day (YYYYMMDD, account time zone)
 # whose events were all emitted.
 BOOKMARK_KEY = "window_to"
-LINES_PER_WRITE = 64
 
 
-def _record_json(record: dict[str, Any]) -> bytes:
-    try:
-        return orjson.dumps(record)
-    except TypeError:  # an integer beyond 64 bits, which orjson does not write
-        return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+@dataclass
+class WindowRestarts:
+    """When a window is requested again from step 1, and how its copies are then numbered.
 
+    A refused or expired cursor (`code` 3) restarts the window, at most `limit` times. Events
+    that arrive out of `ts` order restart it once, numbering copies over the whole window.
+    Either way the window's records come again with the same `event_id`s.
+    """
 
-def _write_bytes(data: bytes) -> None:
-    """To stdout, without a flush: the SDK flushes with each STATE, which follows the
-    records it covers, so no STATE can reach a target ahead of its records."""
-    out = getattr(sys.stdout, "buffer", None)
-    if out is None:  # stdout replaced by a text stream (tests, embedding)
-        sys.stdout.write(data.decode())
-        return
-    view = memoryview(data)
-    while view:
-        # A signal handled in the middle of a large write to a full pipe makes
-        # BufferedWriter.write return early, with what it wrote: write the rest.
-        view = view[out.write(view) :]
+    limit: int
+    restarts: int = 0
+    count_whole_window: bool = False
+
+    @property
+    def first_attempt(self) -> bool:
+        """No restart yet: the export may have been opened ahead."""
+        return self.restarts == 0 and not self.count_whole_window
+
+    def restart_after(self, exc: Exception) -> str:
+        """Record a restart caused by `exc` and say why; re-raise when none is left."""
+        if isinstance(exc, EventsOutOfOrder) and not self.count_whole_window:
+            self.count_whole_window = True
+            return f"events out of ts order ({exc}); counting copies over the window"
+        if isinstance(exc, CursorRejected) and self.restarts < self.limit:
+            self.restarts += 1
+            return str(exc)
+        raise exc
 
 
 class EventStream(CleverTapStream):
@@ -64,24 +76,48 @@ class EventStream(CleverTapStream):
 
     Replication is incremental by day. The SDK keeps bookmarks from a record field and writes
     STATE every 10,000 records; here the bookmark is the `to` day of the last window whose
-    records were all emitted, written right after each window. So the SDK's per-record
-    bookmarking is switched off (`_increment_stream_state`, `_write_starting_replication_value`)
-    and STATE is written after each window (`_write_state_message`): private SDK methods,
-    pinned to singer-sdk 0.54 by tests/test_sdk_contract.py. `ts` is named as the replication
-    key only so that catalogs show the stream as INCREMENTAL.
+    records were all emitted, written right after each window (`_finish_window`). So the SDK's
+    per-record bookmarking is switched off (`_increment_stream_state`,
+    `_write_starting_replication_value`: private SDK methods, pinned to singer-sdk 0.54 by
+    tests/test_sdk_contract.py). `ts` is named as the replication key only so that catalogs
+    show the stream as INCREMENTAL.
     """
 
     replication_key = "ts"
     is_sorted = False
     primary_keys = ("event_id",)
 
-    def __init__(self, tap: Tap, event_name: str) -> None:
+    def __init__(
+        self,
+        tap: Tap,
+        event_name: str,
+        *,
+        request_slots: threading.BoundedSemaphore,
+        exports: ExportScheduler,
+        output: SingerOutput,
+        write_state: Callable[[TapState], None],
+    ) -> None:
+        """The stream of `event_name`, with the tap's shared collaborators.
+
+        Args:
+            tap: The tap (the SDK's streams belong to one).
+            event_name: The CleverTap event name.
+            request_slots: HTTP requests in flight, shared by every stream.
+            exports: Opens exports ahead, across streams.
+            output: Writes RECORD lines.
+            write_state: Writes the tap's state as STATE (after each window).
+        """
         flattened = bool(tap.config.get("flattening_enabled")) and bool(
             tap.config.get("flattening_max_depth")
         )
         schema = with_extra_columns(EVENT_SCHEMA) if flattened else EVENT_SCHEMA
-        super().__init__(tap, name=stream_name_for(event_name), schema=schema)
+        super().__init__(
+            tap, name=stream_name_for(event_name), schema=schema, request_slots=request_slots
+        )
         self.event_name = event_name
+        self.exports = exports
+        self.output = output
+        self.write_state = write_state
         self._times = EventTimes(self.config["timezone"])
         # Flattened output can only carry declared keys: fold the others into EXTRA_KEY.
         self._fold_schema = schema if flattened else None
@@ -90,6 +126,7 @@ class EventStream(CleverTapStream):
 
     @property
     def bookmark(self) -> dt.date | None:
+        """The last day whose events were all emitted, from the state; None without one."""
         value = self.stream_state.get(BOOKMARK_KEY)
         if value is None:
             return None
@@ -101,20 +138,32 @@ class EventStream(CleverTapStream):
                 "YYYYMMDD day: fix it or run without this stream's state"
             ) from exc
 
+    @override
     def _increment_stream_state(
         self, latest_record: Record, *, context: Context | None = None
     ) -> None:
         """Records never move the bookmark: whole windows do (see `_finish_window`)."""
 
+    @override
     def _write_starting_replication_value(self, context: Context | None) -> None:
         """The start comes from the bookmark day, not from a record value."""
+
+    def _finish_window(self, window: Window, today: dt.date) -> None:
+        """Every record of `window` has been written: move the bookmark and write STATE."""
+        new = bookmark_after(window, today=today, previous=self.bookmark)
+        if new is not None:
+            self.stream_state[BOOKMARK_KEY] = day_int(new)
+        self.write_state(self.tap_state)
 
     # --- RECORD messages ---------------------------------------------------------------------
 
     @cached_property
     def _plain_records(self) -> bool:
-        """True when the SDK's per-record work would change nothing: every property is
-        selected, and the only stream map is the identity without flattening."""
+        """True when the SDK's per-record work would change nothing.
+
+        That is: every property is selected, and the only stream map is the identity
+        without flattening.
+        """
         maps = self.stream_maps
         return (
             len(maps) == 1
@@ -124,20 +173,20 @@ class EventStream(CleverTapStream):
             and all(self.mask.values())
         )
 
+    @override
     def _sync_records(
         self, context: Context | None = None, *, write_messages: bool = True
     ) -> Generator[dict[str, Any], Any, None]:
-        """The SDK's record loop, a page at a time when its per-record work would change
-        nothing.
+        """The SDK's record loop, a page at a time when its per-record work changes nothing.
 
         Per record, the SDK filters deselected properties, conforms types, applies maps,
         builds a message object, reads the clock and checks limits: several times the cost
         of the rest of the tap. When nothing is deselected or mapped (`_plain_records`), no
         dry-run limit is set and there is no partition or child stream, each page's RECORD
-        lines are written here a few dozen per write, with the SDK's record counter, timer, and
-        final STATE as in its loop. Otherwise this is the SDK's loop. Private SDK method, pinned to
-        singer-sdk 0.54: tests/test_sdk_contract.py checks both ways write the same
-        records and that the SDK's loop still does what this one does.
+        lines are written by `SingerOutput.write_record_lines`, with the SDK's record counter,
+        timer and final STATE as in its loop. Otherwise this is the SDK's loop. Private SDK
+        method, pinned to singer-sdk 0.54: tests/test_sdk_contract.py checks both ways write
+        the same records and that the SDK's loop still does what this one does.
         """
         direct = (
             write_messages
@@ -157,50 +206,21 @@ class EventStream(CleverTapStream):
             record_counter.with_context({})
             timer.with_context({})
             for page in self._shaped_pages():
-                self._write_record_lines(page)
+                self.output.write_record_lines(self.name, page)
                 record_counter.increment(len(page))
                 page.clear()  # free the parsed page (~12 MB) before the next is parsed
-        self._finalize_state(self.stream_state)
-        self._write_state_message()
+        self.write_state(self.tap_state)
 
+    @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         for page in self._shaped_pages():
             yield from page
             page.clear()  # free the parsed page (~12 MB) before the next is parsed
 
-    def _write_record_lines(self, records: list[dict[str, Any]]) -> None:
-        """The RECORD messages of a page, as the SDK writes them, a few dozen per write.
-
-        orjson gives each line a 4 KB buffer whatever its length: a whole page's lines at
-        once would hold ~20 MB, where a chunk's lines stay in the CPU cache."""
-        if not records:
-            return
-        prefix = b'{"type":"RECORD","stream":%s,"record":' % orjson.dumps(self.name)
-        extracted = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-        suffix = b',"time_extracted":"%s"}\n' % extracted.encode()
-        between = suffix + prefix
-        dumps = orjson.dumps
-        with self._tap.whole_lines():  # type: ignore[attr-defined]
-            for start in range(0, len(records), LINES_PER_WRITE):
-                chunk = records[start : start + LINES_PER_WRITE]
-                try:
-                    lines = [dumps(record) for record in chunk]
-                except TypeError:
-                    lines = [_record_json(record) for record in chunk]
-                _write_bytes(prefix + between.join(lines) + suffix)
-        self.state_manager.is_flushed = False
-
-    def _finish_window(self, window: Window, today: dt.date) -> None:
-        """Every record of `window` has been written: move the bookmark and write STATE."""
-        new = bookmark_after(window, today=today, previous=self.bookmark)
-        if new is not None:
-            self.stream_state[BOOKMARK_KEY] = day_int(new)
-        self.state_manager.is_flushed = False
-        self._write_state_message()
-
     # --- records -------------------------------------------------------------------------
 
     def plan(self, today: dt.date) -> list[Window]:
+        """The windows this sync reads, in order (from the bookmark, config and `today`)."""
         end = parse_date(self.config["end_date"]) if self.config.get("end_date") else today
         span = sync_range(
             start_date=parse_date(self.config["start_date"]),
@@ -210,9 +230,20 @@ class EventStream(CleverTapStream):
         )
         return split(*span, self.config["window_days"]) if span else []
 
+    def planned_exports(self, today: dt.date) -> list[tuple[ExportKey, Callable[[], Page]]]:
+        """Every window's export, with what opens it ahead, for the tap's scheduler."""
+        return [
+            (self.export_key(window), partial(self.open_export, context, ahead=True))
+            for window in self.plan(today)
+            for context in [self.export_context(window)]
+        ]
+
     def _shaped_pages(self) -> Iterator[list[dict[str, Any]]]:
-        """Every window's records in order, shaped, a page at a time; after a window's last
-        page has been written (the caller asks for the next page), its bookmark moves."""
+        """Every window's records in order, shaped, a page at a time.
+
+        After a window's last page has been written (the caller asks for the next page), its
+        bookmark moves.
+        """
         today = today_in(self.config["timezone"])
         windows = self.plan(today)
         if not windows:
@@ -264,51 +295,41 @@ class EventStream(CleverTapStream):
             )
 
     def export_key(self, window: Window) -> ExportKey:
+        """The scheduler's key of the window's export."""
         return (self.name, window.from_int, window.to_int)
 
     def export_context(self, window: Window) -> dict[str, Any]:
+        """The stream context of the window's export (the step-1 body)."""
         return {"event_name": self.event_name, "from": window.from_int, "to": window.to_int}
 
     def _window_pages(self, window: Window) -> Iterator[list[dict[str, Any]]]:
-        """The window's records, shaped, a page at a time. The window is requested again from
-        step 1 when its cursor is refused (copies then numbered from 1 again, so ids do not
-        change)."""
+        """The window's records, shaped, a page at a time, restarted as `WindowRestarts` says.
+
+        Copies are numbered from 1 again on each attempt, so ids do not change.
+        """
         context = self.export_context(window)
-        scheduler = self.exports
-        restarts = 0
-        remember_all = False
+        restarts = WindowRestarts(limit=self.config["max_window_restarts"])
         while True:
             shaper = RecordShaper(
                 self.event_name,
                 self._times,
-                remember_all=remember_all,
+                remember_all=restarts.count_whole_window,
                 fold_schema=self._fold_schema,
             )
             emitted = 0
             try:
                 opened = (
-                    scheduler.take(self.export_key(window), lambda: self.open_export(context))
-                    if restarts == 0 and not remember_all
+                    self.exports.take(self.export_key(window), partial(self.open_export, context))
+                    if restarts.first_attempt
                     else self.open_export(context)
                 )
-                for response in scheduler.pages(
-                    opened,
-                    fetch_now=lambda paginator: self.fetch_page(paginator, context),
-                    fetch_ahead=lambda paginator: self.fetch_page_ahead(paginator, context),
-                    checked=lambda paginator, page: self.checked_page(paginator, page, context),
-                ):
+                for response in self.exports.pages(opened, self, context):
                     page = shaper.shape_page(self.parse_response(response))
                     del response  # its body (MBs) need not outlive the parse of the next
                     emitted += len(page)
                     yield page
-            except CursorRejected as exc:
-                restarts += 1
-                if restarts > self.config["max_window_restarts"]:
-                    raise
-                reason = str(exc)
-            except EventsOutOfOrder as exc:
-                remember_all = True  # one pass only: it cannot be out of order again
-                reason = f"events out of ts order ({exc}); counting copies over the window"
+            except (CursorRejected, EventsOutOfOrder) as exc:
+                reason = restarts.restart_after(exc)
             else:
                 return
             self.log(
@@ -320,8 +341,3 @@ class EventStream(CleverTapStream):
                 emitted,
                 level=logging.WARNING,
             )
-
-    @property
-    def exports(self) -> ExportScheduler:
-        scheduler: ExportScheduler = self._tap.exports  # type: ignore[attr-defined]
-        return scheduler

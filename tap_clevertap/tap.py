@@ -2,39 +2,43 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
+import os
 import sys
 import threading
-from decimal import Decimal
-from functools import cached_property, partial
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
+from typing_extensions import override
 
-from tap_clevertap.client import CleverTapError
 from tap_clevertap.config import CONFIG_SCHEMA, config_problems
-from tap_clevertap.exports import ExportScheduler
+from tap_clevertap.errors import CleverTapError
+from tap_clevertap.exports import ExportScheduler, Plan
+from tap_clevertap.output import SingerOutput
 from tap_clevertap.streams import EventStream
 from tap_clevertap.windows import today_in
 
+if TYPE_CHECKING:
+    from singer_sdk.helpers.capabilities import CapabilitiesEnum
+
 # New containers (net of those freed) between collections of the youngest generation.
 YOUNG_GC_THRESHOLD = 100_000
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from types import FrameType
-
-    from singer_sdk.helpers.capabilities import CapabilitiesEnum
 
 
 class TapClevertap(Tap):
     """Exports CleverTap events (Get Events API) incrementally, one stream per event name."""
 
+    # (The docstring above is the tap's description in `--about`.) The streams share three
+    # collaborators, made here and handed to each stream: the request slots (CleverTap allows
+    # 3 requests in flight per account), the export scheduler (exports opened ahead across
+    # streams) and the Singer output (`SingerOutput`, this tap's message writer).
+
     name = "tap-clevertap"
     config_jsonschema = CONFIG_SCHEMA
+    message_writer_class = SingerOutput
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
         TapCapabilities.CATALOG,
         TapCapabilities.STATE,
@@ -45,8 +49,22 @@ class TapClevertap(Tap):
         PluginCapabilities.STRUCTURED_LOGGING,
     ]
 
-    def discover_streams(self) -> list[EventStream]:
-        return [EventStream(self, name) for name in self.config.get("event_names") or []]
+    def __init__(self, **kwargs: Any) -> None:
+        """The SDK's Tap, whose SIGTERM/SIGINT write STATE (whole windows) and exit non-zero.
+
+        Args:
+            kwargs: The SDK's `Tap` arguments (config, catalog, state, ...).
+        """
+        super().__init__(**kwargs)
+        self.output.stop_on_signals(self._stop)
+
+    @cached_property
+    def output(self) -> SingerOutput:
+        """Where every Singer message goes (the SDK's `message_writer`)."""
+        writer = self.message_writer
+        if not isinstance(writer, SingerOutput):
+            raise TypeError(f"tap-clevertap writes through SingerOutput, not {writer!r}")
+        return writer
 
     @cached_property
     def request_slots(self) -> threading.BoundedSemaphore:
@@ -55,36 +73,50 @@ class TapClevertap(Tap):
 
     @cached_property
     def exports(self) -> ExportScheduler:
-        """Every window of every selected stream, in the order the SDK syncs them, so that
-        exports are opened ahead across stream boundaries too."""
-        scheduler = ExportScheduler(
+        """Opens the exports of every selected stream ahead, in the order they are read."""
+        return ExportScheduler(
             max_concurrent_requests=self.config["max_concurrent_requests"],
             max_exports_ahead=self.config["max_exports_ahead"],
+            planner=self._planned_exports,
         )
-        today = today_in(self.config["timezone"])
-        for stream in self.streams.values():
-            if isinstance(stream, EventStream) and stream.selected:
-                for window in stream.plan(today):
-                    context = stream.export_context(window)
-                    opener = partial(stream.open_export_ahead, context)
-                    scheduler.plan(stream.export_key(window), opener)
-        return scheduler
 
+    def _planned_exports(self) -> Plan:
+        # Streams are synced in the order of `self.streams`; state is loaded by now.
+        today = today_in(self.config["timezone"])
+        return [
+            export
+            for stream in self.streams.values()
+            if isinstance(stream, EventStream) and stream.selected
+            for export in stream.planned_exports(today)
+        ]
+
+    @override
+    def discover_streams(self) -> list[EventStream]:
+        return [
+            EventStream(
+                self,
+                name,
+                request_slots=self.request_slots,
+                exports=self.exports,
+                output=self.output,
+                write_state=self.state_writer.write_state,
+            )
+            for name in self.config.get("event_names") or []
+        ]
+
+    @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        # The SDK does not apply the schema's defaults; apply them once, here, before any
-        # stream reads the config.
-        for key, prop in CONFIG_SCHEMA["properties"].items():
-            if "default" in prop:
-                self._config.setdefault(key, prop["default"])
-            # The SDK reads config files with floats as Decimal, which time.sleep refuses.
-            if isinstance(self._config.get(key), Decimal):
-                self._config[key] = float(self._config[key])
+        """The schema's checks (the SDK's), then those that need the whole config.
+
+        Private SDK method, the only point before the streams are built: the SDK builds them
+        (discovery) while it is still constructing the tap. Pinned by tests/test_sdk_contract.py.
+        """
         try:
             errors = super()._validate_config(raise_errors=raise_errors)
         except ConfigValidationError as exc:
             errors = list(exc.errors)
-        errors += config_problems(self._config)
-        passcode = self._config.get("passcode")
+        errors += config_problems(self.config)
+        passcode = self.config.get("passcode")
         if passcode not in (None, ""):
             # jsonschema messages quote the value ("123 is not of type 'string'").
             errors = [error.replace(str(passcode), "***") for error in errors]
@@ -95,7 +127,9 @@ class TapClevertap(Tap):
         return errors
 
     @classmethod
+    @override
     def invoke(cls, *args: Any, **kwargs: Any) -> None:
+        """The command line: a sync, ending known failures with one line and exit code 1."""
         # A sync allocates objects by the million (parsed pages), so the cyclic garbage
         # collector runs often, and each full pass walks every object the imports created.
         # Those live as long as the process: frozen, collections skip them (~10% of a run).
@@ -112,33 +146,26 @@ class TapClevertap(Tap):
             # One line saying what happened and what to do; no traceback for known failures.
             cls.logger.error("%s", exc.one_line())  # noqa: TRY400
             sys.exit(1)
+        except BrokenPipeError:
+            cls.logger.error(  # noqa: TRY400
+                "the target stopped reading the tap's output (broken pipe): see the target's "
+                "own log for why; the last STATE it received resumes without loss"
+            )
+            # Python would flush stdout again on the way out and fail on the closed pipe.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
 
-    _deferring_signals = False
-    _deferred_signal: int | None = None
+    def _stop(self, signum: int) -> None:
+        """SIGTERM/SIGINT: write the state earned so far (whole windows only), exit non-zero.
 
-    @contextlib.contextmanager
-    def whole_lines(self) -> Iterator[None]:
-        """SIGTERM/SIGINT arriving while the block writes are handled after it. A signal
-        interrupts a large write to a full pipe part-way; the STATE written on the way out
-        would otherwise land in the middle of a RECORD line."""
-        self._deferring_signals = True
-        try:
-            yield
-        finally:
-            self._deferring_signals = False
-            if self._deferred_signal is not None:
-                self._handle_termination(self._deferred_signal, None)
-
-    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
-        """SIGTERM/SIGINT: write the state earned so far (whole windows only) and exit
-        non-zero, so that an orchestrator does not take the run for a success."""
-        if self._deferring_signals:
-            self._deferred_signal = signum
-            return
+        A non-zero exit (128 + signal), so that an orchestrator does not take the run for a
+        success.
+        """
         self.logger.warning(
             "Stopped by signal %d; the last STATE covers whole windows only", signum
         )
         try:
-            self._state_writer.write_state(self.state)
+            self.state_writer.write_state(self.state)
         finally:
             sys.exit(128 + signum)

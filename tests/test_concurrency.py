@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tap_clevertap import client
+from tap_clevertap import client, wire
 from tap_clevertap.sandbox import Fault, SandboxServer
 from tests.conftest import (
     api_requests,
@@ -97,13 +97,13 @@ def test_large_pages_read_ahead_are_parsed_by_the_thread_that_reads_them(
     # A parsed page is ~40 MB at full size: pages fetched ahead wait as bytes.
     monkeypatch.setattr(client, "LARGE_BODY_BYTES", 2000)
     parsed_in: list[tuple[str, int]] = []
-    parse = client._parse
+    parse = wire.parse_body
 
     def spy(content: bytes) -> dict[str, Any]:
         parsed_in.append((threading.current_thread().name, len(content)))
         return parse(content)
 
-    monkeypatch.setattr(client, "_parse", spy)
+    monkeypatch.setattr(wire, "parse_body", spy)
     run = run_tap(make_config(sandbox, event_names=THREE_STREAMS))
     assert_all_events(sandbox, run.records())
     large = [thread for thread, size in parsed_in if size > 2000]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tap_clevertap.client import (
+from tap_clevertap.errors import (
     CleverTapError,
     CursorLoopError,
     ExportWaitTimeout,

@@ -21,8 +21,9 @@ from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedE
 from singer_sdk.helpers._state import StateWriter
 from singer_sdk.streams._state import StreamStateManager
 
+from tap_clevertap.output import LINES_PER_WRITE
 from tap_clevertap.sandbox import SandboxData, SandboxServer, SandboxSettings
-from tap_clevertap.streams import LINES_PER_WRITE, EventStream
+from tap_clevertap.streams import EventStream
 from tap_clevertap.tap import TapClevertap
 from tests.conftest import make_config, run_tap
 
