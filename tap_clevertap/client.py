@@ -70,11 +70,13 @@ class CleverTapAuth(requests.auth.AuthBase):
         """Keep the two header values."""
         self._headers = {"X-CleverTap-Account-Id": account_id, "X-CleverTap-Passcode": passcode}
 
+    @override
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         """Add the headers to `request`."""
         request.headers.update(self._headers)
         return request
 
+    @override
     def __repr__(self) -> str:
         """Name the class, never the passcode."""
         return "CleverTapAuth(passcode=***)"

@@ -123,8 +123,11 @@ def ecmascript_number(value: float) -> str:
 
 
 class EventsOutOfOrder(Exception):
-    """Records of one window arrived out of `ts` order, so the bounded copy counter cannot
-    number copies; the window must be read again with `CopyCounter(remember_all=True)`."""
+    """Records of one window arrived out of `ts` order.
+
+    The bounded copy counter cannot number their copies: the window must be read again with
+    `CopyCounter(remember_all=True)`.
+    """
 
 
 class CopyCounter:
@@ -137,11 +140,17 @@ class CopyCounter:
     """
 
     def __init__(self, *, remember_all: bool = False) -> None:
+        """Count from nothing; `remember_all` keeps every second of the window."""
         self.remember_all = remember_all
         self._current_ts: Any = None
         self._counts: dict[Any, int] = {}
 
     def next_copy(self, ts: Any, content: bytes) -> int:
+        """The copy number of the event with this `ts` and canonical `content`.
+
+        Raises:
+            EventsOutOfOrder: `ts` is before the current second (bounded counting only).
+        """
         if self.remember_all:
             key: Any = hashlib.sha256(content).digest()
         else:
@@ -182,8 +191,9 @@ def _float_fragment(value: float) -> orjson.Fragment:
 
 
 def _orjson_ready(value: Any) -> Any:
-    """`value` in a form that orjson (sorted keys) writes as its RFC 8785 text, or `_GENERAL`
-    when only `canonical_json` can write it.
+    """`value` in a form that orjson (sorted keys) writes as its RFC 8785 text.
+
+    `_GENERAL` when only `canonical_json` can write it.
 
     orjson writes strings, integers up to 64 bits, booleans and nulls exactly as RFC 8785 does
     (same minimal escapes), but floats in its own notation (`1.0`, `1e+16`): each float is
@@ -226,8 +236,11 @@ _all_orjson_safe: Callable[[Any], bool] = _ORJSON_SAFE.issuperset
 
 
 def identity_array(event_name: str, raw: Mapping[str, Any]) -> bytes:
-    """The canonical text (UTF-8) of everything that identifies the event, without the copy
-    number: the JCS array `[event_name, objectId, ts, event_props, session_props]`."""
+    """The canonical text (UTF-8) of everything that identifies the event.
+
+    That is the JCS array `[event_name, objectId, ts, event_props, session_props]`, without
+    the copy number.
+    """
     profile = raw.get("profile")
     # `type() is dict` first: the ABC check is slow.
     object_id = (
@@ -276,10 +289,12 @@ class EventTimes:
     """
 
     def __init__(self, timezone: str) -> None:
+        """Times read in the IANA zone `timezone`."""
         self.zone = ZoneInfo(timezone)
         self._minutes: dict[int, str | None] = {}
 
     def utc_iso(self, ts: Any) -> str | None:
+        """`ts` as ISO-8601 UTC text; None when it is not a valid yyyyMMddHHmmss integer."""
         if type(ts) is not int:
             return None
         second = ts % 100
@@ -335,6 +350,7 @@ class RecordShaper:
         remember_all: bool = False,
         fold_schema: Mapping[str, Any] | None = None,
     ) -> None:
+        """A shaper for one attempt at one window of `event_name`."""
         self.event_name = event_name
         self.times = times
         self.copies = CopyCounter(remember_all=remember_all)
@@ -361,12 +377,15 @@ class RecordShaper:
         return records
 
     def shape(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """`shape_page` for one record."""
         return self.shape_page([raw])[0]
 
 
 def fold_unlisted(node: dict[str, Any], schema: Mapping[str, Any], key: str) -> None:
-    """Move the keys `schema` does not declare into `node[key]`, at every declared level
-    (for flattened output, whose SCHEMA can only name declared keys)."""
+    """Move the keys `schema` does not declare into `node[key]`, at every declared level.
+
+    For flattened output, whose SCHEMA can only name declared keys.
+    """
     declared = schema.get("properties")
     if not declared:
         return

@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from typing_extensions import override
+
 ONE_DAY = dt.timedelta(days=1)
 
 
@@ -19,10 +21,12 @@ def day_int(day: dt.date) -> int:
 
 
 def parse_day_int(value: int) -> dt.date:
+    """20240131 -> 2024-01-31."""
     return dt.date(value // 10000, value // 100 % 100, value % 100)
 
 
 def today_in(timezone: str, now: dt.datetime | None = None) -> dt.date:
+    """Today (or `now`'s day) in the IANA zone `timezone`."""
     moment = now or dt.datetime.now(dt.timezone.utc)
     return moment.astimezone(ZoneInfo(timezone)).date()
 
@@ -36,12 +40,15 @@ class Window:
 
     @property
     def from_int(self) -> int:
+        """The first day as CleverTap's YYYYMMDD int."""
         return day_int(self.first)
 
     @property
     def to_int(self) -> int:
+        """The last day as CleverTap's YYYYMMDD int."""
         return day_int(self.last)
 
+    @override
     def __str__(self) -> str:
         if self.first == self.last:
             return self.first.isoformat()
@@ -55,8 +62,10 @@ def sync_range(
     bookmark: dt.date | None,
     lookback_days: int,
 ) -> tuple[dt.date, dt.date] | None:
-    """The days a sync reads: from bookmark + 1 - lookback (never before start_date)
-    to end_date; None when there is nothing to read."""
+    """The days a sync reads; None when there is nothing to read.
+
+    From bookmark + 1 - lookback (never before start_date) to end_date.
+    """
     first = start_date
     if bookmark is not None:
         first = max(start_date, bookmark + ONE_DAY - lookback_days * ONE_DAY)

@@ -1,9 +1,9 @@
-"""The singer-sdk internals this tap leans on. When the SDK changes under them, these fail.
+"""The private singer-sdk (and requests) members this tap touches, in one list, each guarded.
 
-EventStream switches off record-driven bookmarks (`_increment_stream_state`,
-`_write_starting_replication_value`) and writes STATE after each window through
-`state_manager.is_flushed` + `_write_state_message`; the tap writes STATE on SIGTERM through
-`_state_writer`. Those are private: pinned to singer-sdk 0.54 in pyproject.toml.
+Everything else goes through public SDK hooks. Each private member below has a test here
+that fails when the SDK (pinned to 0.54.x in pyproject.toml) changes it, and
+`test_no_other_private_member_is_touched` fails when the package starts touching one that is
+not listed. The README's "singer-sdk internals" section lists the same members.
 """
 
 from __future__ import annotations
@@ -12,24 +12,96 @@ import datetime as dt
 import inspect
 import json
 import logging
+import re
 from importlib.metadata import version
 from typing import Any
 
 import pytest
+import requests
 from singer_sdk import Stream, Tap
 from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedException
-from singer_sdk.helpers._state import StateWriter
-from singer_sdk.streams._state import StreamStateManager
+from singer_sdk.plugin_base import PluginBase
+from singer_sdk.streams import RESTStream
 
 from tap_clevertap.output import LINES_PER_WRITE
 from tap_clevertap.sandbox import SandboxData, SandboxServer, SandboxSettings
 from tap_clevertap.streams import EventStream
 from tap_clevertap.tap import TapClevertap
-from tests.conftest import make_config, run_tap
+from tests.conftest import REPO, make_config, run_tap
+
+# Every private member touched, and why. Keep in step with the README.
+PRIVATE_MEMBERS = {
+    "PluginBase._validate_config": "overridden: whole-config checks before streams are built",
+    "Stream._sync_records": "overridden: the page loop (RECORD lines a page at a time)",
+    "Stream._increment_stream_state": "overridden (no-op): records never move the bookmark",
+    "Stream._write_starting_replication_value": "overridden (no-op): the start is a day",
+    "_HTTPStream._request": "called: one attempt (send, duration metric, validate_response)",
+    "requests.Response._content": "set: the body read in one call (wire.read_whole_body)",
+}
+
+
+def _private_names_in(cls: type) -> set[str]:
+    """Private methods and attributes a class defines or sets (`self._x = ...` included)."""
+    source = inspect.getsource(cls)
+    return set(re.findall(r"(?:self|cls)\.(_[a-z]\w*)", source)) | set(
+        re.findall(r"def (_[a-z]\w*)", source)
+    )
+
+
+def sdk_private_names() -> dict[str, str]:
+    """Each private name of the SDK classes the tap builds on (and of requests.Response),
+    with the first class (in method resolution order) that has it."""
+    owners: dict[str, str] = {}
+    classes = [
+        cls
+        for base in (TapClevertap, EventStream)
+        for cls in base.__mro__
+        if cls.__module__.startswith("singer_sdk")
+    ]
+    for cls in [*classes, requests.Response]:
+        label = "requests.Response" if cls is requests.Response else cls.__name__
+        for name in sorted(_private_names_in(cls)):
+            owners.setdefault(name, label)
+    return owners
+
+
+def private_members_touched() -> set[str]:
+    """Private SDK/requests names that the package (not its sandbox) uses or defines."""
+    ours: set[str] = set()
+    for path in (REPO / "tap_clevertap").glob("*.py"):
+        text = path.read_text()
+        ours |= set(re.findall(r"\.(_[a-z]\w*)", text))
+        ours |= set(re.findall(r"def (_[a-z]\w*)", text))
+    owners = sdk_private_names()
+    return {f"{owners[name]}.{name}" for name in ours if name in owners}
+
+
+def test_no_other_private_member_is_touched() -> None:
+    assert private_members_touched() == set(PRIVATE_MEMBERS)
+    assert len(PRIVATE_MEMBERS) == 6  # the count the README gives
+    for path in (REPO / "tap_clevertap").rglob("*.py"):
+        text = path.read_text()
+        assert not re.findall(r"singer_sdk[\w.]*\._\w+", text), f"private SDK module in {path}"
+        assert "state_manager" not in text, path
 
 
 def test_sdk_minor_version_is_the_pinned_one() -> None:
     assert version("singer-sdk").startswith("0.54.")
+
+
+def test_config_is_validated_before_the_streams_are_built() -> None:
+    # `_validate_config(raise_errors=...)` runs inside PluginBase.__init__; Tap.__init__ builds
+    # the catalog (discovery) only after it. Our override relies on both.
+    assert "self._validate_config(raise_errors=validate_config)" in inspect.getsource(
+        PluginBase.__init__
+    )
+    assert list(inspect.signature(PluginBase._validate_config).parameters) == [
+        "self",
+        "raise_errors",
+    ]
+    tap_init = inspect.getsource(Tap.__init__)
+    assert tap_init.index("super().__init__(") < tap_init.index("self.setup_mapper()")
+    assert TapClevertap._validate_config is not PluginBase._validate_config
 
 
 @pytest.mark.parametrize("name", ["_increment_stream_state", "_write_starting_replication_value"])
@@ -47,12 +119,29 @@ def test_sync_records_calls_the_hooks_we_override() -> None:
     assert source.index("self._write_record_message(record)") < source.index("yield record")
 
 
-def test_state_flush_flag_and_writer_exist() -> None:
-    assert "is_flushed" in inspect.getsource(StreamStateManager.__init__)
-    assert "if not self.state_manager.is_flushed" in inspect.getsource(Stream._write_state_message)
-    assert "_state_writer" in inspect.getsource(Tap.__init__)
-    assert callable(StateWriter.write_state)
-    assert callable(Tap._handle_termination)
+def test_one_request_attempt_sends_and_validates() -> None:
+    # The retry decorator wraps `_request`: one send, then `validate_response`.
+    source = inspect.getsource(RESTStream._request)
+    assert list(inspect.signature(RESTStream._request).parameters) == [
+        "self",
+        "prepared_request",
+        "context",
+    ]
+    assert source.index("self.requests_session.send(") < source.index(
+        "self.validate_response(response)"
+    )
+
+
+def test_requests_keeps_a_body_read_into_content() -> None:
+    # `response.content` returns `_content` once it is no longer False (not read yet).
+    source = inspect.getsource(requests.Response.content.fget)  # type: ignore[attr-defined]
+    assert "if self._content is False:" in source
+    assert requests.Response()._content is False
+
+
+def test_state_is_written_through_the_public_state_writer() -> None:
+    assert isinstance(inspect.getattr_static(Tap, "state_writer"), property)
+    assert "state_writer.write_state" in inspect.getsource(Stream._write_state_message)
 
 
 def test_state_holds_only_the_window_bookmark(sandbox: SandboxServer) -> None:

@@ -11,6 +11,7 @@ from tap_clevertap.sandbox.server import SandboxServer, SandboxSettings
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and serve until interrupted."""
     parser = argparse.ArgumentParser(description="Local simulator of CleverTap's Get Events API")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")

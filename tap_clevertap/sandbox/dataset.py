@@ -2,7 +2,8 @@
 
 Everything is derived from (seed, event name, day), so two processes with the same seed serve
 the same events, and tests can compute the ground truth without asking the server.
-This module shares no code with the tap's client on purpose (see DESIGN.md).
+This module shares no code with the tap's client on purpose: if both read the wire format
+from one helper, a misunderstanding of the API would pass every test.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class SandboxData:
     users: list[User] = field(init=False)
 
     def __post_init__(self) -> None:
+        """Make the account's users from the seed."""
         rng = random.Random(f"users|{self.seed}")
         self.users = [self._make_user(rng, i) for i in range(60)]
 
@@ -97,6 +99,7 @@ class SandboxData:
         )
 
     def exportable(self, event_name: str) -> bool:
+        """Whether CleverTap lets this event be exported through the API."""
         return event_name not in NOT_EXPORTABLE
 
     def day_count(self, event_name: str, day: dt.date) -> int:

@@ -13,6 +13,7 @@ class SandboxProcess:
     """`python -m tap_clevertap.sandbox` on a free loopback port; `url` once it listens."""
 
     def __init__(self, *args: str) -> None:
+        """Start the sandbox with extra command-line `args`; wait until it listens."""
         self._dir = tempfile.TemporaryDirectory()
         port_file = Path(self._dir.name) / "port"
         self.proc = subprocess.Popen(  # noqa: S603  (our own interpreter and module)
@@ -37,12 +38,15 @@ class SandboxProcess:
         self.url = f"http://127.0.0.1:{port_file.read_text()}"
 
     def stop(self) -> None:
+        """Terminate the sandbox process."""
         self.proc.terminate()
         self.proc.wait(timeout=10)
         self._dir.cleanup()
 
     def __enter__(self) -> SandboxProcess:
+        """The running sandbox."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop the sandbox."""
         self.stop()

@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from typing_extensions import override
+
 from tap_clevertap.sandbox.dataset import SandboxData
 
 EVENTS_PATH = "/1/events.json"
@@ -33,8 +35,11 @@ DEFAULT_PASSCODE = "sandbox-passcode"
 
 @dataclass
 class Fault:
-    """One fault rule. A request matches when method and day match; `after` matching
-    requests pass untouched, then the next `times` (None: all) get `action`."""
+    """One fault rule, switched on for matching requests.
+
+    A request matches when method, day and event match; `after` matching requests pass
+    untouched, then the next `times` (None: all) get `action`.
+    """
 
     # status | fail_code | html | truncate | reset | delay | repeat_cursor, and on pages:
     # truncate_page (the real page cut in half, sent as a whole 200 response) and cut_page
@@ -78,6 +83,8 @@ class _Cursor:
 
 @dataclass
 class SandboxSettings:
+    """How the simulated account behaves (changeable while it runs)."""
+
     account_id: str = DEFAULT_ACCOUNT_ID
     passcode: str = DEFAULT_PASSCODE
     prepare_seconds: float = 0.0  # how long an export answers code 2 after the POST
@@ -99,6 +106,7 @@ class SandboxServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        """A server on `host`:`port` (0: a free port) serving `data`, not yet started."""
         self.data = data or SandboxData()
         self.settings = settings or SandboxSettings()
         self.faults: list[Fault] = []
@@ -115,10 +123,12 @@ class SandboxServer:
 
     @property
     def url(self) -> str:
+        """The base URL to give the tap as `api_url`."""
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
 
     def start(self) -> SandboxServer:
+        """Serve in a daemon thread."""
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -126,19 +136,24 @@ class SandboxServer:
         return self
 
     def serve_forever(self) -> None:
+        """Serve in this thread until interrupted."""
         self._httpd.serve_forever()
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         self._httpd.shutdown()
         self._httpd.server_close()
 
     def __enter__(self) -> SandboxServer:
+        """The started server."""
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
+        """Stop the server."""
         self.stop()
 
     def reset(self) -> None:
+        """Forget faults, recorded requests and the concurrency high-water mark."""
         with self._lock:
             self.faults.clear()
             self.requests.clear()
@@ -147,6 +162,7 @@ class SandboxServer:
     # --- bookkeeping used by the handler -------------------------------------------------
 
     def enter(self) -> bool:
+        """Count a request in flight; False when the account is at its limit (HTTP 429)."""
         with self._lock:
             if self._in_flight >= self.settings.max_concurrent:
                 return False
@@ -155,12 +171,14 @@ class SandboxServer:
             return True
 
     def leave(self) -> None:
+        """A request in flight is done."""
         with self._lock:
             self._in_flight -= 1
 
     def match_fault(
         self, method: str, days: tuple[int, int] | None, event_name: str | None = None
     ) -> Fault | None:
+        """The first switched-on fault that matches the request, counted as fired."""
         with self._lock:
             for fault in self.faults:
                 if fault.method and fault.method != method:
@@ -179,6 +197,7 @@ class SandboxServer:
         return None
 
     def new_cursor(self, export: _Export, day_index: int, position: int, page: int) -> str:
+        """A new cursor to a position in `export`, percent-encoded as CleverTap sends it."""
         raw = base64.b64encode(secrets.token_bytes(self.settings.cursor_bytes)).decode()
         now = time.monotonic()
         with self._lock:
@@ -187,6 +206,7 @@ class SandboxServer:
         return quote(raw, safe="")
 
     def find_cursor(self, raw: str) -> tuple[_Cursor | None, str]:
+        """The cursor sent (decoded once), or None and why it is refused."""
         now = time.monotonic()
         with self._lock:
             cursor = self._cursors.get(raw)
@@ -231,6 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
     def sandbox(self) -> SandboxServer:
         return self.server.sandbox  # type: ignore[attr-defined,no-any-return]
 
+    @override
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the default per-request stderr line."""
 
