@@ -136,7 +136,7 @@ def test_requests_keeps_a_body_read_into_content() -> None:
     # `response.content` returns `_content` once it is no longer False (not read yet).
     source = inspect.getsource(requests.Response.content.fget)  # type: ignore[attr-defined]
     assert "if self._content is False:" in source
-    assert requests.Response()._content is False
+    assert requests.Response()._content is False  # type: ignore[comparison-overlap]
 
 
 def test_state_is_written_through_the_public_state_writer() -> None:
