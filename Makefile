@@ -13,10 +13,13 @@ ECOSYSTEM_ENV = MELTANO_BIN=$(abspath $(MELTANO_VENV))/bin/meltano \
 
 .PHONY: demo test lint pytest venv ecosystem clean
 
-$(VENV)/.installed: pyproject.toml
+# Exact versions from the lock file, then the package itself (its own dependencies are in
+# the lock, checked by tests/test_packaging.py).
+$(VENV)/.installed: pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip
-	$(BIN)/python -m pip install $(PIP_QUIET) -e '.[dev]'
+	$(BIN)/python -m pip install $(PIP_QUIET) -r requirements/dev.lock
+	$(BIN)/python -m pip install $(PIP_QUIET) --no-deps -e .
 	touch $@
 
 $(MELTANO_VENV)/.installed:
