@@ -36,9 +36,18 @@ def main() -> None:
             stream = name.lower().replace(" ", "_")
             n = int(day.strftime("%Y%m%d"))
             body = {"event_name": name, "from": n, "to": n}
+            # The same flags as the tap sends with its defaults (off unless configured).
+            flags = {
+                flag: "true" if config.get(setting) else "false"
+                for flag, setting in (
+                    ("app", "include_app_fields"),
+                    ("events", "include_event_summary"),
+                    ("profile", "include_profile_fields"),
+                )
+            }
             reply = session.post(
                 url,
-                params={"batch_size": config.get("batch_size", 5000)},
+                params={"batch_size": config.get("batch_size", 5000), **flags},
                 json=body,
                 headers=headers,
             )

@@ -1,8 +1,9 @@
 """`make demo`: Meltano runs tap-clevertap against the bundled sandbox into DuckDB, twice.
 
 1. starts the CleverTap sandbox on a free port,
-2. `meltano install`, then `meltano run tap-clevertap target-duckdb` (a week, two events),
-3. prints what landed: events per stream per day, and a sample row,
+2. `meltano install`, then `meltano run tap-clevertap target-duckdb` (a week; no event_names:
+   every event the project lists, the profiles of those who were Charged, the catalogs),
+3. prints what landed: rows per table, and a sample row,
 4. runs again: incremental (only the lookback day is read) and no row doubles (upsert on
    event_id), then stops the sandbox. `clevertap.duckdb` stays for you to open.
 """
@@ -25,18 +26,31 @@ MELTANO = os.environ.get("MELTANO_BIN", "meltano")
 QUERY_SCRIPT = """
 import duckdb, sys
 con = duckdb.connect(sys.argv[1], read_only=True)
-print(f"{'stream':<14} {'day':<10} {'events':>6}")
-for table in ("app_launched", "charged"):
-    rows = con.execute(
-        f"select substr(cast(ts as varchar), 1, 8) as day, count(*) from clevertap.{table} "
-        "group by day order by day"
-    ).fetchall()
-    for day, count in rows:
-        print(f"{table:<14} {day:<10} {count:>6}")
-    total, distinct = con.execute(
-        f"select count(*), count(distinct event_id) from clevertap.{table}"
-    ).fetchone()
-    print(f"{table:<14} {'total':<10} {total:>6}  ({distinct} distinct event_id)")
+tables = [t for (t,) in con.execute(
+    "select table_name from information_schema.tables where table_schema = 'clevertap' "
+    "order by table_name"
+).fetchall()]
+print(f"{'table':<26} {'rows':>6}  what")
+for table in tables:
+    columns = {c for (c,) in con.execute(
+        "select column_name from information_schema.columns "
+        f"where table_schema = 'clevertap' and table_name = '{table}'"
+    ).fetchall()}
+    if "event_id" in columns:
+        rows, ids, first, last, name = con.execute(
+            f"select count(*), count(distinct event_id), min(ts) // 1000000, "
+            f"max(ts) // 1000000, min(event_name) from clevertap.{table}"
+        ).fetchone()
+        what = f"{name!r} events {first}..{last}, {ids} distinct event_id"
+    elif "clevertap_id" in columns:
+        rows, ids = con.execute(
+            f"select count(*), count(distinct clevertap_id) from clevertap.{table}"
+        ).fetchone()
+        what = f"profiles, {ids} distinct clevertap_id"
+    else:
+        rows, = con.execute(f"select count(*) from clevertap.{table}").fetchone()
+        what = "schema catalog items (getSchema)"
+    print(f"{table:<26} {rows:>6}  {what}")
 if len(sys.argv) > 2:
     cur = con.execute(
         "select event_id, event_name, event_time, ts, profile, event_props, session_props "

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 DEFINITION = Path(__file__).resolve().parent.parent / "plugins" / "extractors" / "tap-clevertap.yml"
-REQUIRED_GROUP = ["account_id", "passcode", "event_names", "start_date"]
+REQUIRED_GROUP = ["account_id", "passcode", "start_date"]
 
 
 def _kind(prop: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""The HTTP conversation with CleverTap's Get Events API.
+"""The HTTP conversation with CleverTap: Get Events, Get User Profiles and getSchema.
 
 Owns hosts, auth headers, request building, response validation and the one retry policy.
 Only this module knows CleverTap's wire format (with `wire.py` for bodies).
@@ -6,6 +6,7 @@ Only this module knows CleverTap's wire format (with `wire.py` for bodies).
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import random
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
     RequestFunc = Callable[[requests.PreparedRequest, Context | None], requests.Response]
 
 EVENTS_PATH = "/1/events.json"
+PROFILES_PATH = "/1/profiles.json"
+SCHEMA_PATH = "/getSchema"  # no /1/ prefix
 
 # CleverTap's body codes (often sent with HTTP 200).
 CODE_THROTTLED = 1
@@ -83,14 +86,11 @@ class CleverTapAuth(requests.auth.AuthBase):
 
 
 class CleverTapStream(RESTStream[str | None]):
-    """The Get Events conversation: a POST that returns a cursor, then GETs that follow it.
+    """A stream that talks to CleverTap: auth, requests, validation, retries, request slots.
 
-    The stream context carries the export: `event_name`, `from` and `to` (YYYYMMDD ints).
     Every request attempt holds one of `request_slots` (CleverTap allows 3 requests in flight
     per account), and only while it is in flight: not while backing off or polling.
     """
-
-    path = EVENTS_PATH
 
     def __init__(
         self,
@@ -136,49 +136,16 @@ class CleverTapStream(RESTStream[str | None]):
         # requests takes any number of seconds; the SDK's annotation says int.
         return cast("int", seconds(self.config, "request_timeout"))
 
-    @override
-    def get_http_request(self, *, page: PageContext[str | None]) -> HTTPRequest:
-        context = page.stream_context or {}
-        cursor = page.next_page_token
-        if cursor is None:
-            params: dict[str, Any] = {"batch_size": self.config["batch_size"]}
-            if self.config.get("include_app_fields"):
-                params["app"] = "true"
-            if self.config.get("include_profile_fields"):
-                params["profile"] = "true"
-            return HTTPRequest(
-                url=self.get_url(context),
-                method="POST",
-                params=params,
-                headers=self.http_headers,
-                data={
-                    "event_name": context["event_name"],
-                    "from": context["from"],
-                    "to": context["to"],
-                },
-            )
-        # Cursors arrive percent-encoded; "%" kept safe sends them exactly as received.
-        return HTTPRequest(
-            url=self.get_url(context),
-            method="GET",
-            params={"cursor": cursor},
-            headers=self.http_headers,
-            safe_query_chars="%",
-        )
+    def send(self, request: HTTPRequest, context: Context | None) -> requests.Response:
+        """The response to `request`, with the retries, polling and request slots."""
+        return self._send(self.prepare(request), context)
 
-    # --- one export: step 1 and the pages ------------------------------------------------
-
-    def prepared_request(
-        self, paginator: CursorPaginator, context: Context
-    ) -> requests.PreparedRequest:
-        """The request at the paginator's position, built through `get_http_request`.
+    def prepare(self, request: HTTPRequest) -> requests.PreparedRequest:
+        """`request` as `requests` sends it, authenticated.
 
         `HTTPRequest.encode_params` honours `safe_query_chars`, so a cursor goes out as
         CleverTap sent it (the deprecated `prepare_request` would encode it twice).
         """
-        request = self.get_http_request(
-            page=PageContext(stream_context=context, next_page_token=paginator.current_value)
-        )
         return self.build_prepared_request(
             method=request.method,
             url=request.url,
@@ -186,59 +153,6 @@ class CleverTapStream(RESTStream[str | None]):
             headers=request.headers,
             json=request.data,
         )
-
-    def open_export(self, context: Context, *, ahead: bool = False) -> Page:
-        """Step 1 (POST for a cursor), then the export's first page, polled until ready.
-
-        With `ahead` (a thread opening the export before it is read), see `fetch_page`.
-        """
-        paginator = self.get_new_paginator()
-        paginator.advance(self.fetch_page(paginator, context))
-        if paginator.finished:
-            raise CleverTapError("CleverTap answered the export request without a cursor")
-        return paginator, self.fetch_page(paginator, context, ahead=ahead)
-
-    def fetch_page(
-        self, paginator: CursorPaginator, context: Context, *, ahead: bool = False
-    ) -> requests.Response:
-        """The response at the paginator's position, with the retries and polling.
-
-        Step 1's POST while the paginator has no cursor, then the page at its cursor. With
-        `ahead` (fetched by a thread for a page that is read later), a large successful
-        body is left unparsed: `checked_page` parses and validates it in the reading thread.
-        """
-        prepared = self.prepared_request(paginator, context)
-        if ahead:
-            self._checked_by_reader.add(prepared)
-        return self._send(prepared, context)
-
-    def checked_page(
-        self, paginator: CursorPaginator, response: requests.Response, context: Context
-    ) -> requests.Response:
-        """The response, validated in full (parsed here if it was fetched ahead unparsed).
-
-        If that fails, the page is requested again, with the usual retries and polling.
-        """
-        try:
-            self.validate_response(response, whole=True)
-        except (RetriableAPIError, ExportNotReady) as exc:
-            self.log(
-                "A page read ahead failed validation (%s); requesting it again",
-                describe(exc),
-                level=logging.WARNING,
-            )
-            return self.fetch_page(paginator, context)
-        return response
-
-    @override
-    def get_new_paginator(self) -> CursorPaginator:
-        return CursorPaginator()
-
-    @override
-    def parse_response(self, response: requests.Response) -> list[dict[str, Any]]:
-        # The last page may be just {"status": "success"} without a records key.
-        records: list[dict[str, Any]] = response_body(response).get("records") or []
-        return records
 
     # --- response validation -----------------------------------------------------------
 
@@ -286,11 +200,8 @@ class CleverTapStream(RESTStream[str | None]):
             raise Throttled(f"throttled by CleverTap (code 1): {error}", response, wait)
         if code == CODE_INCORRECT_USAGE and response.request.method == "GET":
             raise CursorRejected(f"CleverTap refused the export's cursor (code 3): {error}")
-        if "not allowed" in error.lower():
-            raise ExportRefused(
-                f"CleverTap does not allow exporting event {_event_name(response)!r}: {error}; "
-                "remove it from event_names"
-            )
+        if "not allowed" in error.lower() or "invalid event" in error.lower():
+            raise ExportRefused(_event_name(response), f"{_refusal_text(error)} (HTTP {status})")
         raise CleverTapError(f"CleverTap refused the request (HTTP {status}, code {code}): {error}")
 
     # --- the one retry policy ----------------------------------------------------------
@@ -390,6 +301,110 @@ class CleverTapStream(RESTStream[str | None]):
         )
 
 
+class CleverTapExportStream(CleverTapStream):
+    """The two-step export: a POST that returns a cursor, then GETs that follow it.
+
+    Get Events and Get User Profiles share it. The stream context carries the export:
+    `event_name`, `from` and `to` (YYYYMMDD ints). Subclasses set `path` and
+    `export_flags`.
+    """
+
+    @property
+    @abc.abstractmethod
+    def export_flags(self) -> dict[str, bool]:
+        """The step-1 flags `app`, `events`, `profile`, each sent as true or false.
+
+        Always sent: CleverTap's defaults for a missing flag (events and profile on) are not
+        the settings' defaults.
+        """
+
+    @override
+    def get_http_request(self, *, page: PageContext[str | None]) -> HTTPRequest:
+        context = page.stream_context or {}
+        cursor = page.next_page_token
+        if cursor is None:
+            params: dict[str, Any] = {"batch_size": self.config["batch_size"]}
+            for flag, value in self.export_flags.items():
+                params[flag] = "true" if value else "false"
+            return HTTPRequest(
+                url=self.get_url(context),
+                method="POST",
+                params=params,
+                headers=self.http_headers,
+                data={
+                    "event_name": context["event_name"],
+                    "from": context["from"],
+                    "to": context["to"],
+                },
+            )
+        # Cursors arrive percent-encoded; "%" kept safe sends them exactly as received.
+        return HTTPRequest(
+            url=self.get_url(context),
+            method="GET",
+            params={"cursor": cursor},
+            headers=self.http_headers,
+            safe_query_chars="%",
+        )
+
+    # --- one export: step 1 and the pages ------------------------------------------------
+
+    def open_export(self, context: Context, *, ahead: bool = False) -> Page:
+        """Step 1 (POST for a cursor), then the export's first page, polled until ready.
+
+        With `ahead` (a thread opening the export before it is read), see `fetch_page`.
+        """
+        paginator = self.get_new_paginator()
+        paginator.advance(self.fetch_page(paginator, context))
+        if paginator.finished:
+            raise CleverTapError("CleverTap answered the export request without a cursor")
+        return paginator, self.fetch_page(paginator, context, ahead=ahead)
+
+    def fetch_page(
+        self, paginator: CursorPaginator, context: Context, *, ahead: bool = False
+    ) -> requests.Response:
+        """The response at the paginator's position, with the retries and polling.
+
+        Step 1's POST while the paginator has no cursor, then the page at its cursor. With
+        `ahead` (fetched by a thread for a page that is read later), a large successful
+        body is left unparsed: `checked_page` parses and validates it in the reading thread.
+        """
+        request = self.get_http_request(
+            page=PageContext(stream_context=context, next_page_token=paginator.current_value)
+        )
+        prepared = self.prepare(request)
+        if ahead:
+            self._checked_by_reader.add(prepared)
+        return self._send(prepared, context)
+
+    def checked_page(
+        self, paginator: CursorPaginator, response: requests.Response, context: Context
+    ) -> requests.Response:
+        """The response, validated in full (parsed here if it was fetched ahead unparsed).
+
+        If that fails, the page is requested again, with the usual retries and polling.
+        """
+        try:
+            self.validate_response(response, whole=True)
+        except (RetriableAPIError, ExportNotReady) as exc:
+            self.log(
+                "A page read ahead failed validation (%s); requesting it again",
+                describe(exc),
+                level=logging.WARNING,
+            )
+            return self.fetch_page(paginator, context)
+        return response
+
+    @override
+    def get_new_paginator(self) -> CursorPaginator:
+        return CursorPaginator()
+
+    @override
+    def parse_response(self, response: requests.Response) -> list[dict[str, Any]]:
+        # The last page may be just {"status": "success"} without a records key.
+        records: list[dict[str, Any]] = response_body(response).get("records") or []
+        return records
+
+
 def _export_of(details: Details) -> str:
     """The export a backoff callback is about, from the decorated call's context."""
     args = details.get("args") or ()
@@ -407,6 +422,15 @@ def _retry_after(response: requests.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP date: rare enough to fall back to the throttle wait
+
+
+def _refusal_text(error: str) -> str:
+    """CleverTap's words: "Invalid event" comes as a JSON list inside a string."""
+    try:
+        parsed = json.loads(error)
+    except ValueError:
+        return error
+    return "; ".join(map(str, parsed)) if isinstance(parsed, list) else error
 
 
 def _event_name(response: requests.Response) -> str:

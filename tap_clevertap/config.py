@@ -19,6 +19,7 @@ from singer_sdk import typing as th
 
 REGION_HOSTS = {
     "eu1": "https://api.clevertap.com",
+    "global": "https://api.clevertap.com",  # the dashboard's name for eu1
     "in1": "https://in1.api.clevertap.com",
     "sg1": "https://sg1.api.clevertap.com",
     "us1": "https://us1.api.clevertap.com",
@@ -40,6 +41,12 @@ NOT_EXPORTABLE_EVENTS = frozenset(
 
 MAX_BATCH_SIZE = 5000
 
+# The tap's own streams: no event stream may take these names.
+PROFILES_STREAM = "profiles"
+EVENT_SCHEMA_STREAM = "event_schema"
+USER_PROPERTIES_STREAM = "user_properties"
+RESERVED_STREAM_NAMES = frozenset({PROFILES_STREAM, EVENT_SCHEMA_STREAM, USER_PROPERTIES_STREAM})
+
 CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
         "account_id",
@@ -59,7 +66,7 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.StringType,
         default="eu1",
         allowed_values=list(REGION_HOSTS),
-        description="Account region (see the dashboard URL); picks the API host.",
+        description="Account region (see the dashboard URL; `global` is eu1); picks the API host.",
     ),
     th.Property(
         "api_url",
@@ -72,8 +79,19 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
         "event_names",
         th.ArrayType(th.StringType),
-        required=True,
-        description='CleverTap event names, one stream each, e.g. ["App Launched", "Charged"].',
+        description=(
+            'CleverTap event names, one stream each, e.g. ["App Launched", "Charged"]. '
+            "Default: every event the project lists (getSchema), less `exclude_event_names` "
+            "and the events CleverTap does not export."
+        ),
+    ),
+    th.Property(
+        "exclude_event_names",
+        th.ArrayType(th.StringType),
+        description=(
+            "Event names or shell-style patterns (`Notification *`) left out of the events "
+            "discovered when `event_names` is not set."
+        ),
     ),
     th.Property(
         "start_date",
@@ -102,13 +120,57 @@ CONFIG_SCHEMA = th.PropertiesList(
         "include_app_fields",
         th.BooleanType,
         default=False,
-        description="Send app=true: adds os_version, app_version, make, model to `profile`.",
+        description="Events: app=true adds os_version, app_version, make, model to `profile`.",
     ),
     th.Property(
         "include_profile_fields",
         th.BooleanType,
         default=False,
-        description="Send profile=true: adds the custom profile properties (`profileData`).",
+        description="Events: profile=true adds the custom profile properties (`profileData`).",
+    ),
+    th.Property(
+        "include_event_summary",
+        th.BooleanType,
+        default=False,
+        description=(
+            "Events: events=true adds the user's lifetime summary per event (`profile.events`, "
+            "about three quarters of a record's bytes)."
+        ),
+    ),
+    th.Property(
+        "profile_event_names",
+        th.ArrayType(th.StringType),
+        description=(
+            "Adds the `profiles` stream: the profiles of the users who did these events, "
+            'window by window, e.g. ["App Launched"].'
+        ),
+    ),
+    th.Property(
+        "profiles_include_app_fields",
+        th.BooleanType,
+        default=True,
+        description="Profiles: app=true adds the device fields to each `platformInfo` item.",
+    ),
+    th.Property(
+        "profiles_include_event_summary",
+        th.BooleanType,
+        default=True,
+        description="Profiles: events=true adds the lifetime summary per event (`events`).",
+    ),
+    th.Property(
+        "profiles_include_profile_fields",
+        th.BooleanType,
+        default=True,
+        description="Profiles: profile=true adds the custom profile properties (`profileData`).",
+    ),
+    th.Property(
+        "include_catalog_streams",
+        th.BooleanType,
+        default=False,
+        description=(
+            "Adds the `event_schema` and `user_properties` streams: the project's schema "
+            "catalogs (getSchema), whole every run."
+        ),
     ),
     th.Property(
         "window_days",
@@ -222,6 +284,12 @@ def config_problems(config: Mapping[str, Any], *, today: dt.date | None = None) 
         if isinstance(value, str) and not value.strip():
             problems.append(f"`{key}` is empty: copy it from CleverTap's Settings > Passcode page")
     problems += _event_name_problems(config.get("event_names"))
+    problems += _profile_event_problems(config.get("profile_event_names"))
+    if config.get("event_names") is not None and config.get("exclude_event_names"):
+        problems.append(
+            "`exclude_event_names` only applies to discovered events: drop it, or drop "
+            "`event_names` to export every event but the excluded ones"
+        )
     problems += _url_problems(config)
 
     zone = None
@@ -260,29 +328,51 @@ def _event_name_problems(names: object) -> list[str]:
     if not isinstance(names, list):
         return []
     if not names:
-        return ['`event_names` is empty: list at least one event, e.g. ["App Launched"]']
-    problems: list[str] = []
+        return [
+            '`event_names` is empty: list at least one event, e.g. ["App Launched"], or leave '
+            "it out to export every event"
+        ]
+    problems = _not_exportable("event_names", names)
     seen: dict[str, str] = {}
     for name in names:
-        if not isinstance(name, str):
-            continue
-        if name in NOT_EXPORTABLE_EVENTS:
-            problems.append(
-                f"`event_names`: CleverTap does not export {name!r} through its API: remove it "
-                "(use CleverTap's S3/GCP export or the dashboard for Notification events)"
-            )
+        if not isinstance(name, str) or name in NOT_EXPORTABLE_EVENTS:
             continue
         stream = stream_name_for(name)
         if not stream:
             problems.append(f"`event_names`: {name!r} has no letters or digits to name a stream")
+        elif stream in RESERVED_STREAM_NAMES:
+            problems.append(
+                f"`event_names`: {name!r} maps to stream {stream!r}, a name the tap keeps for "
+                "its own stream: leave event_names out (discovery names it differently)"
+            )
         elif stream in seen:
             problems.append(
                 f"`event_names`: {seen[stream]!r} and {name!r} both map to stream {stream!r}: "
-                "remove one of them"
+                "remove one of them (or leave event_names out: discovery names both)"
             )
         else:
             seen[stream] = name
     return problems
+
+
+def _profile_event_problems(names: object) -> list[str]:
+    if not isinstance(names, list):
+        return []
+    if not names:
+        return [
+            "`profile_event_names` is empty: list the events whose users to load, e.g. "
+            '["App Launched"], or leave it out for no profiles stream'
+        ]
+    return _not_exportable("profile_event_names", names)
+
+
+def _not_exportable(setting: str, names: list[Any]) -> list[str]:
+    return [
+        f"`{setting}`: CleverTap does not export {name!r} through its API: remove it "
+        "(use CleverTap's S3/GCP export or the dashboard for Notification events)"
+        for name in names
+        if name in NOT_EXPORTABLE_EVENTS
+    ]
 
 
 def _url_problems(config: Mapping[str, Any]) -> list[str]:

@@ -28,7 +28,49 @@ class CredentialsRefused(CleverTapError):
 
 
 class ExportRefused(CleverTapError):
-    """CleverTap will not export this event (HTTP 400 "Export not allowed")."""
+    """CleverTap will not export this event.
+
+    HTTP 400 with "Export not allowed for this event" (the Notification events, and others
+    the project forbids) or "Invalid event : X" (a name the project does not have). The
+    stream skips the event and the run goes on (see `Refusals`).
+    """
+
+    def __init__(self, event_name: str, reason: str) -> None:
+        """The event refused and CleverTap's words."""
+        super().__init__(f"CleverTap refused to export event {event_name!r}: {reason}")
+        self.event_name = event_name
+        self.reason = reason
+
+
+class EventsRefused(CleverTapError):
+    """Events named in the config were refused: the run ends non-zero after every stream."""
+
+
+class Refusals:
+    """The events CleverTap refused to export during the run, with its reasons, in order."""
+
+    def __init__(self) -> None:
+        """None yet."""
+        self.reasons: dict[str, str] = {}
+
+    def add(self, refused: ExportRefused) -> None:
+        """Remember a refused event (once)."""
+        self.reasons.setdefault(refused.event_name, refused.reason)
+
+    def raise_for(self, named: set[str]) -> None:
+        """End the run if any refused event was named in the config (not discovered).
+
+        Raises:
+            EventsRefused: one line listing them.
+        """
+        refused = [name for name in self.reasons if name in named]
+        if refused:
+            raise EventsRefused(
+                "refused by CleverTap: "
+                + ", ".join(repr(name) for name in refused)
+                + ": remove them from event_names/profile_event_names (the warnings above say "
+                "why), or leave event_names out to export every event CleverTap allows"
+            )
 
 
 class CursorRejected(CleverTapError):

@@ -11,6 +11,10 @@ Limits: at most `max_concurrent_requests` HTTP requests in flight (CleverTap all
 account; a slot is held only during a request, not while waiting to retry or poll), and at
 most `max_exports_ahead` exports opened ahead (each holds a cursor, which expires when idle).
 With `max_concurrent_requests` 1 nothing runs ahead: one request at a time.
+
+An event CleverTap refuses to export is refused at its first step-1 POST. So that none of its
+other windows is requested, only an event's first export is opened ahead until one of its
+exports has been opened successfully.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# An export's key: (stream name, from, to).
-ExportKey = tuple[str, int, int]
+# An export's key: (stream name, event name, from, to).
+ExportKey = tuple[str, str, int, int]
 # Every export of the run in reading order, with what opens each one.
 Plan = Iterable[tuple[ExportKey, Callable[[], "Page"]]]
 
@@ -115,6 +119,8 @@ class ExportScheduler:
         self._plan: list[tuple[ExportKey, Callable[[], Page]]] = []
         self._index: dict[ExportKey, int] = {}
         self._opened: dict[ExportKey, Future[Page]] = {}
+        self._accepted: set[tuple[str, str]] = set()  # (stream, event) with an export opened
+        self._first: dict[tuple[str, str], ExportKey] = {}  # each (stream, event)'s first
 
     def _ensure_planned(self) -> None:
         """Ask for the plan and start the threads, once, when the first export is taken."""
@@ -124,6 +130,7 @@ class ExportScheduler:
         for key, open_export in planner():
             self._index[key] = len(self._plan)
             self._plan.append((key, open_export))
+            self._first.setdefault(key[:2], key)
         if self.prefetch:
             self._workers = _Workers(self.ahead + 1)
 
@@ -134,10 +141,20 @@ class ExportScheduler:
         if index is None or self._workers is None:
             return open_export()
         for later_key, later_open in self._plan[index + 1 : index + 1 + self.ahead]:
-            if later_key not in self._opened:
+            if later_key not in self._opened and self._may_open_ahead(later_key):
                 self._opened[later_key] = self._workers.submit(later_open)
         future = self._opened.pop(key, None)
-        return future.result() if future is not None else open_export()
+        page = future.result() if future is not None else open_export()
+        self._accepted.add(key[:2])
+        return page
+
+    def _may_open_ahead(self, key: ExportKey) -> bool:
+        """An event's first export, or one whose event has had an export opened."""
+        group = key[:2]
+        if group in self._accepted or self._first.get(group) == key:
+            return True
+        first = self._opened.get(self._first[group])
+        return first is not None and first.done() and first.exception() is None
 
     def pages(self, first: Page, source: PageSource, context: Any) -> Iterator[requests.Response]:
         """The export's responses in order, the next one fetched while the caller works.
@@ -161,6 +178,15 @@ class ExportScheduler:
                 response = upcoming.result()
             else:
                 response = source.fetch_page(paginator, context)
+
+    def forget(self, stream: str, event_name: str) -> None:
+        """CleverTap refused the event: cancel its exports opened ahead, open no more."""
+        self._plan = [
+            (key, opener) for key, opener in self._plan if key[:2] != (stream, event_name)
+        ]
+        self._index = {key: number for number, (key, _) in enumerate(self._plan)}
+        for key in [key for key in self._opened if key[:2] == (stream, event_name)]:
+            self._opened.pop(key).cancel()
 
     def read(self, key: ExportKey) -> None:
         """The export has been read to the end; after the last planned one, stop the threads."""

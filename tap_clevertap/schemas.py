@@ -1,4 +1,4 @@
-"""The JSON schema of one exported event, from CleverTap's Event object.
+"""The JSON schemas of the records: events, profiles and schema catalog items.
 
 Every object stays open (`additionalProperties`): CleverTap adds keys the reference does not
 list (`df`, `badKs`, `push_token`, ...), and those must reach the target unchanged.
@@ -22,6 +22,28 @@ OPEN_OBJECT = th.CustomType({"type": ["object", "null"], "additionalProperties":
 # their level (`_sdc_extra`, `profile___sdc_extra`, ...): a flattened SCHEMA cannot list them.
 EXTRA_KEY = "_sdc_extra"
 
+# `events=true`: {event name: {count, first_seen, last_seen}}, the user's lifetime summary.
+EVENT_SUMMARY = th.CustomType(
+    {
+        "type": ["object", "null"],
+        "additionalProperties": {
+            "type": ["object", "null"],
+            "properties": {
+                "count": {"type": ["integer", "null"]},
+                "first_seen": {
+                    "type": ["integer", "null"],
+                    "description": "Unix time (seconds) of the user's first such event",
+                },
+                "last_seen": {
+                    "type": ["integer", "null"],
+                    "description": "Unix time (seconds) of the user's last such event",
+                },
+            },
+            "additionalProperties": True,
+        },
+    }
+)
+
 PROFILE = th.ObjectType(
     th.Property("objectId", th.StringType, description="CleverTap ID of the device/user"),
     th.Property("platform", th.StringType),
@@ -36,6 +58,11 @@ PROFILE = th.ObjectType(
         "profileData",
         OPEN_OBJECT,
         description="Custom profile properties (include_profile_fields)",
+    ),
+    th.Property(
+        "events",
+        EVENT_SUMMARY,
+        description="Lifetime summary per event name (include_event_summary)",
     ),
     th.Property("os_version", th.StringType, description="include_app_fields"),
     th.Property("app_version", th.StringType, description="include_app_fields"),
@@ -75,6 +102,64 @@ EVENT_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property("event_props", OPEN_OBJECT),
     th.Property("session_props", SESSION_PROPS),
     additional_properties=True,
+).to_dict()
+
+
+DEVICE = th.ObjectType(
+    th.Property("platform", th.StringType),
+    th.Property("objectId", th.StringType, description="CleverTap ID of this device"),
+    th.Property("push_token", th.StringType),
+    th.Property("os_version", th.StringType, description="profiles_include_app_fields"),
+    th.Property("app_version", th.StringType, description="profiles_include_app_fields"),
+    th.Property("make", th.StringType, description="profiles_include_app_fields"),
+    th.Property("model", th.StringType, description="profiles_include_app_fields"),
+    additional_properties=True,
+)
+
+PROFILE_SCHEMA: dict[str, Any] = th.PropertiesList(
+    th.Property(
+        "clevertap_id",
+        th.StringType,
+        required=True,
+        description=(
+            "The key: `objectId`, else the first `platformInfo[].objectId`. A CleverTap ID "
+            "is device-scoped; `identity` is the person"
+        ),
+    ),
+    th.Property(
+        "window_to",
+        th.IntegerType,
+        required=True,
+        description="Last day (YYYYMMDD) of the export window the profile was read in",
+    ),
+    th.Property("objectId", th.StringType, description="As sent; missing on some profiles"),
+    th.Property("identity", th.StringType, description="Your own user id; may be absent"),
+    th.Property("name", th.StringType),
+    th.Property("email", th.StringType),
+    th.Property("phone", th.CustomType({"type": ["string", "integer", "null"]})),
+    th.Property("all_identities", th.ArrayType(th.CustomType(_ANY_JSON))),
+    th.Property("push_token", th.StringType),
+    th.Property(
+        "profileData",
+        OPEN_OBJECT,
+        description="Custom profile properties (profiles_include_profile_fields)",
+    ),
+    th.Property(
+        "events",
+        EVENT_SUMMARY,
+        description="Lifetime summary per event name (profiles_include_event_summary)",
+    ),
+    th.Property("platformInfo", th.ArrayType(DEVICE), description="The user's devices"),
+    additional_properties=True,
+).to_dict()
+PROFILE_SCHEMA["description"] = (
+    "A CleverTap user profile as it is at export time (not at the time of the events), for "
+    "each user who did one of profile_event_names in the window"
+)
+
+CATALOG_SCHEMA: dict[str, Any] = th.PropertiesList(
+    th.Property("name", th.StringType, required=True, description="The item's name (the key)"),
+    th.Property("item", OPEN_OBJECT, description="The whole item, as getSchema sent it"),
 ).to_dict()
 
 

@@ -1,8 +1,11 @@
-"""tap-clevertap: CleverTap user events as Singer streams, one per event name."""
+"""tap-clevertap: CleverTap events, profiles and schema catalogs as Singer streams."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import json
+import logging
 import os
 import sys
 import threading
@@ -14,14 +17,30 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from typing_extensions import override
 
-from tap_clevertap.config import CONFIG_SCHEMA, config_problems
-from tap_clevertap.errors import CleverTapError
+from tap_clevertap.config import (
+    CONFIG_SCHEMA,
+    EVENT_SCHEMA_STREAM,
+    USER_PROPERTIES_STREAM,
+    config_problems,
+    stream_name_for,
+)
+from tap_clevertap.discovery import discovered_events, stream_names_for
+from tap_clevertap.errors import CleverTapError, Refusals
 from tap_clevertap.exports import ExportScheduler, Plan
 from tap_clevertap.output import SingerOutput
-from tap_clevertap.streams import EventStream
+from tap_clevertap.streams import (
+    CatalogStream,
+    Collaborators,
+    EventStream,
+    ProfileStream,
+    WindowedExportStream,
+)
 from tap_clevertap.windows import today_in
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from singer_sdk import Stream
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
 
 # New containers (net of those freed) between collections of the youngest generation.
@@ -29,16 +48,20 @@ YOUNG_GC_THRESHOLD = 100_000
 
 
 class TapClevertap(Tap):
-    """Exports CleverTap events (Get Events API) incrementally, one stream per event name."""
+    """Exports CleverTap events (one stream per event), profiles and schema catalogs."""
 
-    # (The docstring above is the tap's description in `--about`.) The streams share three
-    # collaborators, made here and handed to each stream: the request slots (CleverTap allows
-    # 3 requests in flight per account), the export scheduler (exports opened ahead across
-    # streams) and the Singer output (`SingerOutput`, this tap's message writer).
+    # (The docstring above is the tap's description in `--about`.) The export streams share
+    # collaborators, made here and handed to each stream (`Collaborators`): the request slots
+    # (CleverTap allows 3 requests in flight per account), the export scheduler (exports
+    # opened ahead across streams), the Singer output (`SingerOutput`, this tap's message
+    # writer), the state writer and the refusals.
 
     name = "tap-clevertap"
     config_jsonschema = CONFIG_SCHEMA
     message_writer_class = SingerOutput
+    # Without event_names, the streams are the project's events (getSchema), asked anew
+    # each time: Meltano then runs discovery rather than caching a catalog.
+    dynamic_catalog = True
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
         TapCapabilities.CATALOG,
         TapCapabilities.STATE,
@@ -80,29 +103,94 @@ class TapClevertap(Tap):
             planner=self._planned_exports,
         )
 
+    @cached_property
+    def refusals(self) -> Refusals:
+        """The events CleverTap refused to export in this run."""
+        return Refusals()
+
+    @cached_property
+    def collaborators(self) -> Collaborators:
+        """What every export stream is handed when it is created."""
+        return Collaborators(
+            request_slots=self.request_slots,
+            exports=self.exports,
+            output=self.output,
+            write_state=self.state_writer.write_state,
+            refusals=self.refusals,
+        )
+
     def _planned_exports(self) -> Plan:
         # Streams are synced in the order of `self.streams`; state is loaded by now.
         today = today_in(self.config["timezone"])
         return [
             export
             for stream in self.streams.values()
-            if isinstance(stream, EventStream) and stream.selected
+            if isinstance(stream, WindowedExportStream) and stream.selected
             for export in stream.planned_exports(today)
         ]
 
     @override
-    def discover_streams(self) -> list[EventStream]:
-        return [
-            EventStream(
-                self,
-                name,
-                request_slots=self.request_slots,
-                exports=self.exports,
-                output=self.output,
-                write_state=self.state_writer.write_state,
-            )
-            for name in self.config.get("event_names") or []
+    def discover_streams(self) -> list[Stream]:
+        streams: list[Stream] = [
+            EventStream(self, event, stream_name=name, collaborators=self.collaborators)
+            for event, name in self._event_streams().items()
         ]
+        if self.config.get("profile_event_names"):
+            streams.append(ProfileStream(self, collaborators=self.collaborators))
+        if self.config["include_catalog_streams"]:
+            streams += [self._catalog_stream(EVENT_SCHEMA_STREAM, "events")]
+            streams += [self._catalog_stream(USER_PROPERTIES_STREAM, "userProperties")]
+        self._warn_of_missing_selected({stream.name for stream in streams})
+        return streams
+
+    def _catalog_stream(self, name: str, kind: str) -> CatalogStream:
+        return CatalogStream(self, name=name, kind=kind, request_slots=self.request_slots)
+
+    def _event_streams(self) -> dict[str, str]:
+        """Event name -> stream name: the configured events, or the project's (getSchema)."""
+        configured = self.config.get("event_names")
+        if configured is not None:
+            return {event: stream_name_for(event) for event in configured}
+        try:
+            items = self._catalog_stream(EVENT_SCHEMA_STREAM, "events").schema_items("events")
+            events = discovered_events(items, self.config.get("exclude_event_names") or [])
+        except CleverTapError as exc:
+            exc.where = "discovering the project's events (GET /getSchema?type=events)"
+            raise
+        names = stream_names_for(events)
+        if names.hashed:
+            self.logger.warning(
+                "Event names that are empty, reserved or shared once normalised get a stream "
+                "name with a hash of the event name: %s",
+                ", ".join(f"{event!r} -> {names.streams[event]}" for event in names.hashed),
+            )
+        return names.streams
+
+    def _warn_of_missing_selected(self, names: set[str]) -> None:
+        """One WARNING per stream selected in the input catalog that the tap no longer has."""
+        if self.input_catalog is None:
+            return
+        for entry in self.input_catalog.streams:
+            root = entry.metadata.root
+            selected = root.selected if root.selected is not None else root.selected_by_default
+            if selected and entry.tap_stream_id not in names:
+                self.logger.warning(
+                    "Stream %r is selected in the catalog but CleverTap no longer lists its "
+                    "event (or the config leaves it out): skipped",
+                    entry.tap_stream_id,
+                )
+
+    def finish_run(self) -> None:
+        """After the last stream: stop reading ahead; fail if a named event was refused.
+
+        Raises:
+            EventsRefused: CleverTap refused events named in event_names or
+                profile_event_names (discovered events it refuses are only warned of).
+        """
+        self.exports.stop()
+        named = {*(self.config.get("event_names") or [])}
+        named |= {*(self.config.get("profile_event_names") or [])}
+        self.refusals.raise_for(named)
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -128,8 +216,22 @@ class TapClevertap(Tap):
 
     @classmethod
     @override
-    def invoke(cls, *args: Any, **kwargs: Any) -> None:
-        """The command line: a sync, ending known failures with one line and exit code 1."""
+    def invoke(
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: Any = None,
+        state: Any = None,
+        catalog: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """The command line: a sync, ending known failures with one line and exit code 1.
+
+        The SDK's `Tap.invoke` (read `--about`, log the version, make the tap, `sync_all`),
+        then `finish_run`, which needs the tap instance the SDK's version keeps to itself.
+        tests/test_sdk_contract.py fails if the SDK's steps change.
+        """
         # A sync allocates objects by the million (parsed pages), so the cyclic garbage
         # collector runs often, and each full pass walks every object the imports created.
         # Those live as long as the process: frozen, collections skip them (~10% of a run).
@@ -140,21 +242,25 @@ class TapClevertap(Tap):
         # nothing, and moves it to older generations that full collections scan again. Above
         # a page's worth, a page is usually freed before any collection sees it.
         gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
-        try:
-            super().invoke(*args, **kwargs)
-        except CleverTapError as exc:
-            # One line saying what happened and what to do; no traceback for known failures.
-            cls.logger.error("%s", exc.one_line())  # noqa: TRY400
-            sys.exit(1)
-        except BrokenPipeError:
-            cls.logger.error(  # noqa: TRY400
-                "the target stopped reading the tap's output (broken pipe): see the target's "
-                "own log for why; the last STATE it received resumes without loss"
+        with one_line_failures(cls.logger):
+            super(Tap, cls).invoke(about=about, about_format=about_format)  # --about
+            cls.print_version(print_fn=cls.logger.info)
+            tap = cls(
+                config=config.config if config is not None else {},
+                state=None if state is None else json.load(state),
+                catalog=None if catalog is None else json.load(catalog),
+                parse_env_config=config is not None and config.parse_env,
+                validate_config=True,
             )
-            # Python would flush stdout again on the way out and fail on the closed pipe.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            sys.exit(1)
+            tap.sync_all()
+            tap.finish_run()
+
+    @classmethod
+    @override
+    def cb_discover(cls, ctx: Any, param: Any, value: bool) -> None:
+        """`--discover`, ending known failures (getSchema refused) with one line."""
+        with one_line_failures(cls.logger):
+            super().cb_discover(ctx, param, value)
 
     def _stop(self, signum: int) -> None:
         """SIGTERM/SIGINT: write the state earned so far (whole windows only), exit non-zero.
@@ -169,3 +275,23 @@ class TapClevertap(Tap):
             self.state_writer.write_state(self.state)
         finally:
             sys.exit(128 + signum)
+
+
+@contextlib.contextmanager
+def one_line_failures(logger: logging.Logger) -> Iterator[None]:
+    """Known failures end the run with one line saying what to do, and exit code 1."""
+    try:
+        yield
+    except CleverTapError as exc:
+        # One line saying what happened and what to do; no traceback for known failures.
+        logger.error("%s", exc.one_line())  # noqa: TRY400
+        sys.exit(1)
+    except BrokenPipeError:
+        logger.error(  # noqa: TRY400
+            "the target stopped reading the tap's output (broken pipe): see the target's "
+            "own log for why; the last STATE it received resumes without loss"
+        )
+        # Python would flush stdout again on the way out and fail on the closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)

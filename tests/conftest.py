@@ -136,6 +136,7 @@ def run_tap(
         with redirect_stdout(out):
             tap = TapClevertap(config=config, state=state, catalog=catalog)
             tap.sync_all()
+            tap.finish_run()
     except Exception as exc:
         logs.lines.append(f"{exc!r} {exc}")
         raise

@@ -79,10 +79,22 @@ def assert_window_order(messages: list[dict[str, object]]) -> None:
 def test_faults_while_exports_are_prepared_ahead_lose_nothing(sandbox: SandboxServer) -> None:
     sandbox.faults += [
         Fault("status", status=503, times=3, method="POST"),
-        Fault("fail_code", code=3, error="Incorrect Usage", method="GET", after=4, times=1),
-        Fault("reset", times=2, after=7),
-        Fault("status", status=429, times=2, after=9),
+        # The second page of one export (its first was written): that window comes again.
+        Fault(
+            "fail_code",
+            code=3,
+            error="Incorrect Usage",
+            method="GET",
+            event_name="App Launched",
+            day=20240104,
+            after=1,
+            times=1,
+        ),
+        # (Not on App Launched: a retried page would take the fault above off page 2.)
+        Fault("reset", times=2, after=7, event_name="Charged"),
+        Fault("status", status=429, times=2, after=9, event_name="Product Viewed"),
     ]
+    assert sandbox.data.day_count("App Launched", dt.date(2024, 1, 4)) > 25  # two pages
     run = run_tap(make_config(sandbox, event_names=THREE_STREAMS))
     # The refused cursor's window is read again: its records come twice, with the same ids.
     unique = list({r["event_id"]: r for r in run.records()}.values())

@@ -47,8 +47,19 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("empty account_id", {"account_id": ""}, "`account_id` is empty"),
     ("empty passcode", {"passcode": "  "}, "`passcode` is empty"),
     ("missing passcode", {"passcode": None}, "'passcode' is a required property"),
-    ("missing event_names", {"event_names": None}, "'event_names' is a required property"),
     ("empty event_names", {"event_names": []}, "`event_names` is empty"),
+    (
+        "exclusions with event_names",
+        {"exclude_event_names": ["Notification *"]},
+        "`exclude_event_names` only applies to discovered events",
+    ),
+    ("reserved stream name", {"event_names": ["Profiles"]}, "a name the tap keeps"),
+    ("empty profile_event_names", {"profile_event_names": []}, "`profile_event_names` is empty"),
+    (
+        "profiles of a not exportable event",
+        {"profile_event_names": ["Notification Sent"]},
+        "`profile_event_names`: CleverTap does not export 'Notification Sent'",
+    ),
     ("batch_size too big", {"batch_size": 6000}, "in config['batch_size']"),
     ("batch_size zero", {"batch_size": 0}, "in config['batch_size']"),
     (

@@ -26,6 +26,9 @@ from tests.conftest import (
 )
 
 STREAMS = {"app_launched": "App Launched", "charged": "Charged"}
+# The sandbox environment of meltano.yml: no event_names, profiles of Charged, catalogs.
+DISCOVERED = {"profile_event_names": ["Charged"], "include_catalog_streams": True}
+KEYS = {"profiles": "clevertap_id", "event_schema": "name", "user_properties": "name"}
 DUCKDB_PYTHON = REPO / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "python"
 
 
@@ -115,27 +118,39 @@ def test_meltano_run_into_target_jsonl_delivers_every_record(meltano: Meltano) -
 def test_meltano_run_into_duckdb_then_an_incremental_rerun(meltano: Meltano) -> None:
     database = meltano.work / "events.duckdb"
     meltano("run", "tap-clevertap", "target-duckdb")
-    emitted = tap_records(meltano)
-    for stream in STREAMS:
-        rows = meltano.duckdb(f"select event_id from clevertap.{stream}", database)
-        # Compared id by id: a target that lost a row (as target-duckdb 0.8 does with
-        # duckdb >= 1.3) fails here.
-        assert sorted(r["event_id"] for r in rows) == sorted(r["event_id"] for r in emitted[stream])
+    # What the tap emits without event_names: every exportable event, profiles, catalogs.
+    config = make_config(meltano.sandbox, batch_size=5000, **DISCOVERED)
+    config.pop("event_names")
+    run = run_tap(config)
+    streams = {m["stream"] for m in run.messages if m["type"] == "SCHEMA"}
+    event_streams = streams - set(KEYS)
+    assert len(event_streams) == len(meltano.sandbox.data.catalog) == 8
+    assert {"profiles", "event_schema", "user_properties"} <= streams
+    for stream in sorted(streams):
+        key = KEYS.get(stream, "event_id")
+        rows = meltano.duckdb(f"select {key} from clevertap.{stream}", database)
+        # Compared key by key: a target that lost a row (as target-duckdb 0.8 does with
+        # duckdb >= 1.3) fails here. Profiles upsert on clevertap_id: one row per user.
+        landed = sorted(r[key] for r in rows)
+        emitted = [r[key] for r in run.records(stream)]
+        assert landed == (sorted(emitted) if key == "event_id" else sorted(set(emitted)))
+        assert landed, stream
     state = meltano.state("sandbox:tap-clevertap-to-target-duckdb")
     assert state["singer_state"]["bookmarks"]["charged"] == {"window_to": 20240107}
+    assert state["singer_state"]["bookmarks"]["profiles"] == {"window_to": 20240107}
 
     meltano.sandbox.reset()
     second = meltano("run", "tap-clevertap", "target-duckdb")
     # Incremental: only the lookback day was asked for, and nothing doubled (upsert).
     posts = [r for r in meltano.sandbox.requests if r["method"] == "POST"]
-    assert sorted((p["event_name"], p["day_from"], p["day_to"]) for p in posts) == [
-        ("App Launched", 20240107, 20240107),
-        ("Charged", 20240107, 20240107),
+    assert sorted((p["path"], p["event_name"], p["day_from"], p["day_to"]) for p in posts) == [
+        *sorted(("/1/events.json", e, 20240107, 20240107) for e in meltano.sandbox.data.catalog),
+        ("/1/profiles.json", "Charged", 20240107, 20240107),
     ]
     assert "reading 2024-01-07..2024-01-07" in second.stderr
-    for stream in STREAMS:
+    for stream in event_streams:
         rows = meltano.duckdb(f"select count(*) as n from clevertap.{stream}", database)
-        assert rows[0]["n"] == len(emitted[stream])
+        assert rows[0]["n"] == len(run.records(stream))
 
 
 def test_flattened_load_into_duckdb_keeps_every_key(meltano: Meltano) -> None:
@@ -197,8 +212,9 @@ def test_groups_of_event_names_keep_their_own_state(meltano: Meltano) -> None:
         )
     a = meltano.state("sandbox:tap-clevertap-to-target-jsonl:group-a")["singer_state"]
     b = meltano.state("sandbox:tap-clevertap-to-target-jsonl:group-b")["singer_state"]
-    assert set(a["bookmarks"]) == {"app_launched"}
-    assert set(b["bookmarks"]) == {"charged"}
+    # (Each group also carries the environment's profiles stream.)
+    assert {s for s, v in a["bookmarks"].items() if v and s != "profiles"} == {"app_launched"}
+    assert {s for s, v in b["bookmarks"].items() if v and s != "profiles"} == {"charged"}
 
 
 def test_a_backfill_with_its_own_state_id_leaves_the_bookmark_alone(meltano: Meltano) -> None:

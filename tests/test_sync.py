@@ -10,12 +10,14 @@ import orjson
 import pytest
 import requests
 
+from tap_clevertap.errors import EventsRefused
 from tap_clevertap.sandbox import SandboxData, SandboxServer
 from tap_clevertap.streams import EventStream
 from tap_clevertap.tap import YOUNG_GC_THRESHOLD
 from tap_clevertap.wire import read_whole_body, response_body
 from tests.conftest import (
     WEEK,
+    TapRun,
     api_requests,
     content_multiset,
     expected_rows,
@@ -158,14 +160,29 @@ def test_app_and_profile_fields_are_requested_and_delivered(sandbox: SandboxServ
     assert "profile=true" in post["query"]
 
 
-def test_unknown_event_name_yields_no_records_and_a_warning(
+def test_an_event_the_project_does_not_have_is_refused_and_the_others_go_on(
     sandbox: SandboxServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    run = run_tap(make_config(sandbox, event_names=["App Lanched"]))
-    assert run.records() == []
-    assert "check the event name's exact spelling" in caplog.text
-    # Zero records is still a complete read: the bookmark moves.
-    assert run.last_state["bookmarks"]["app_lanched"]["window_to"] == 20240107
+    # CleverTap answers HTTP 400 {"error": "[\"Invalid event : App Lanched\"]"}.
+    sink: list[dict[str, object]] = []
+    config = make_config(sandbox, event_names=["App Lanched", "Charged"])
+    with pytest.raises(EventsRefused, match=r"^refused by CleverTap: 'App Lanched'"):
+        run_tap(config, sink=sink)
+    run = TapRun(sink)
+    assert any(m["type"] == "SCHEMA" and m["stream"] == "app_lanched" for m in sink)
+    assert run.records("app_lanched") == []
+    assert "window_to" not in run.last_state["bookmarks"].get("app_lanched", {})
+    expected = expected_rows(sandbox, "Charged")
+    assert content_multiset([raw_view(r) for r in run.records("charged")]) == content_multiset(
+        expected
+    )
+    assert run.last_state["bookmarks"]["charged"]["window_to"] == 20240107
+    # Only its first window was asked for; one WARNING names it and the reason.
+    asked = [p for p in api_requests(sandbox, "POST") if p["event_name"] == "App Lanched"]
+    assert len(asked) == 1
+    warnings = [r for r in caplog.records if "refused to export 'App Lanched'" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "Invalid event : App Lanched" in warnings[0].getMessage()
 
 
 def test_bodies_read_in_one_call_stay_readable_as_requests_keeps_them(
@@ -177,7 +194,7 @@ def test_bodies_read_in_one_call_stay_readable_as_requests_keeps_them(
     stream = tap.streams["app_launched"]
     assert isinstance(stream, EventStream)
     assert stream.requests_session.stream  # bodies are left to `read_whole_body`
-    context = stream.export_context(stream.plan(dt.date(2024, 1, 8))[0])
+    context = stream.export_context("App Launched", stream.plan(dt.date(2024, 1, 8))[0])
     paginator, page = stream.open_export(context)
     body = read_whole_body(page)
     plain = requests.get(page.url, headers=page.request.headers, timeout=10)  # read by requests

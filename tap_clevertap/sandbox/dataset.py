@@ -27,7 +27,8 @@ NOT_EXPORTABLE = frozenset(
     }
 )
 
-# Events this simulated account has. Any other name exports zero records.
+# Events this simulated account has and can export. getSchema also lists the Notification
+# events (which the API refuses to export); any other name is an "Invalid event".
 DEFAULT_CATALOG = (
     "App Launched",
     "Charged",
@@ -36,6 +37,18 @@ DEFAULT_CATALOG = (
     "UTM Visited",
     "Added To Cart",
     "Añadir al carrito",
+    "ऐप खोला",  # Hindi ("app opened"): no Latin letters to name a stream with
+)
+LISTED_NOT_EXPORTABLE = ("Notification Sent", "Notification Viewed")
+USER_PROPERTIES = (
+    "Name",
+    "Email",
+    "Phone",
+    "Identity",
+    "favoriteColor",
+    "Customer Type",
+    "preferences",
+    "score",
 )
 
 _NAMES = ["Ana Souza", "Zoë Ångström", "李雷", "Jörg Müller", "Priya Nair", "O'Brien", "Émile"]
@@ -60,6 +73,11 @@ class User:
     app_version: str
     make: str
     model: str
+    second_device: str | None  # the objectId of a second device, if the user has one
+    # Profiles of users who never logged in on the web SDK come without a top-level objectId
+    # (it is only in `platformInfo`); a few have no objectId at all.
+    top_level_id: bool
+    any_id: bool
 
 
 @dataclass
@@ -96,11 +114,37 @@ class SandboxData:
             app_version=rng.choice(["3.2.1", "3.3.0"]),
             make=rng.choice(["Google", "Apple", "Samsung"]),
             model=rng.choice(["Pixel 8", "iPhone15,2", "SM-S911B"]),
+            # From a generator of its own: the users' other fields stay what they were.
+            second_device=(
+                str(uuid.UUID(int=random.Random(f"device|{i}").getrandbits(128), version=4))
+                if i % 6 == 1
+                else None
+            ),
+            top_level_id=i % 7 != 3,
+            any_id=i % 29 != 28,
         )
 
     def exportable(self, event_name: str) -> bool:
         """Whether CleverTap lets this event be exported through the API."""
         return event_name not in NOT_EXPORTABLE
+
+    def has_event(self, event_name: str) -> bool:
+        """Whether the project has this event at all."""
+        return event_name in self.catalog
+
+    def schema_events(self) -> list[dict[str, object]]:
+        """The `events` items of getSchema: every event the project has, exportable or not.
+
+        Only `name` is confirmed on the live API; `properties` stands in for the rest.
+        """
+        return [
+            {"name": name, "properties": [{"name": "CT Source"}, {"name": "CT Session Id"}]}
+            for name in (*self.catalog, *LISTED_NOT_EXPORTABLE)
+        ]
+
+    def user_properties(self) -> list[dict[str, object]]:
+        """The `userProperties` items of getSchema."""
+        return [{"name": name} for name in USER_PROPERTIES]
 
     def day_count(self, event_name: str, day: dt.date) -> int:
         """How many events of this name happened on this (account-local) day."""
@@ -116,6 +160,7 @@ class SandboxData:
         day: dt.date,
         *,
         app: bool = False,
+        events: bool = False,
         profile: bool = False,
     ) -> list[dict[str, object]]:
         """The day's events in ts order, shaped as the Get Events API returns them."""
@@ -131,7 +176,7 @@ class SandboxData:
             user = rng.choice(self.users)
             local = dt.datetime.combine(day, dt.time()) + dt.timedelta(seconds=second)
             row: dict[str, object] = {
-                "profile": self._profile(user, app=app, profile=profile),
+                "profile": self._profile(user, app=app, events=events, profile=profile),
                 "ts": int(local.strftime("%Y%m%d%H%M%S")),
                 "event_props": _event_props(rng, event_name),
             }
@@ -141,7 +186,7 @@ class SandboxData:
             rows.append(row)
         return rows
 
-    def _profile(self, user: User, *, app: bool, profile: bool) -> dict[str, object]:
+    def _profile(self, user: User, *, app: bool, events: bool, profile: bool) -> dict[str, object]:
         v = self.profile_version
         block: dict[str, object] = {"objectId": user.object_id, "platform": user.platform}
         if user.email:
@@ -158,18 +203,38 @@ class SandboxData:
             block["push_token"] = f"fcm:{user.object_id[:8]}"
             block["df"] = {"s": 1, "u": v}
         if profile:
-            block["profileData"] = {
-                "favoriteColor": user.color if v == 0 else f"{user.color}-{v}",
-                "Customer Type": "Gold" if user.numeric_id % 3 == 0 else "Silver",
-                "preferences": {"newsletter": user.numeric_id % 2 == 0, "tags": ["a", "b"]},
-                "score": round(user.numeric_id * 0.37 + v, 2),
-            }
+            block["profileData"] = self._profile_data(user)
+        if events:
+            block["events"] = self._event_summary(user)
         if app:
             block["os_version"] = user.os_version
             block["app_version"] = f"{user.app_version}.{v}" if v else user.app_version
             block["make"] = user.make
             block["model"] = user.model
         return block
+
+    def _profile_data(self, user: User) -> dict[str, object]:
+        v = self.profile_version
+        return {
+            "favoriteColor": user.color if v == 0 else f"{user.color}-{v}",
+            "Customer Type": "Gold" if user.numeric_id % 3 == 0 else "Silver",
+            "preferences": {"newsletter": user.numeric_id % 2 == 0, "tags": ["a", "b"]},
+            "score": round(user.numeric_id * 0.37 + v, 2),
+        }
+
+    def _event_summary(self, user: User) -> dict[str, object]:
+        """The user's lifetime summary per event: count, first_seen, last_seen (epoch s)."""
+        rng = random.Random(f"summary|{self.seed}|{user.numeric_id}|{self.profile_version}")
+        summary: dict[str, object] = {}
+        for name in self.catalog:
+            if rng.random() < 0.5:
+                first = 1_600_000_000 + rng.randrange(10**7)
+                summary[name] = {
+                    "count": rng.randint(1, 500),
+                    "first_seen": first,
+                    "last_seen": first + rng.randrange(10**7),
+                }
+        return summary
 
     def window(
         self,
@@ -178,15 +243,83 @@ class SandboxData:
         last: dt.date,
         *,
         app: bool = False,
+        events: bool = False,
         profile: bool = False,
     ) -> list[dict[str, object]]:
         """All events of days first..last inclusive, in order."""
         rows: list[dict[str, object]] = []
         day = first
         while day <= last:
-            rows.extend(self.events(event_name, day, app=app, profile=profile))
+            rows.extend(self.events(event_name, day, app=app, events=events, profile=profile))
             day += dt.timedelta(days=1)
         return rows
+
+    def profiles(
+        self,
+        event_name: str,
+        first: dt.date,
+        last: dt.date,
+        *,
+        app: bool = False,
+        events: bool = False,
+        profile: bool = False,
+    ) -> list[dict[str, object]]:
+        """The profiles of the users who did `event_name` on days first..last, once each.
+
+        Shaped as the Get User Profiles API returns them, in the order of each user's first
+        such event.
+        """
+        by_object_id = {user.object_id: user for user in self.users}
+        seen: dict[str, User] = {}
+        for row in self.window(event_name, first, last):
+            block = row["profile"]
+            assert isinstance(block, dict)
+            object_id = str(block["objectId"])
+            seen.setdefault(object_id, by_object_id[object_id])
+        return [
+            self._user_profile(user, app=app, events=events, profile=profile)
+            for user in seen.values()
+        ]
+
+    def _user_profile(
+        self, user: User, *, app: bool, events: bool, profile: bool
+    ) -> dict[str, object]:
+        v = self.profile_version
+        record: dict[str, object] = {}
+        if user.identity:
+            record["identity"] = user.identity
+        if user.name:
+            record["name"] = user.name
+        if user.email:
+            record["email"] = user.email if v == 0 else user.email.replace("@", f"+v{v}@")
+        if user.phone is not None:
+            record["phone"] = user.phone
+        if user.top_level_id and user.any_id:
+            record["objectId"] = user.object_id
+        record["all_identities"] = [x for x in (user.identity, user.email) if x]
+        if profile:
+            record["profileData"] = self._profile_data(user)
+        if events:
+            record["events"] = self._event_summary(user)
+        devices = [user.object_id, user.second_device] if user.any_id else []
+        platform_info: list[dict[str, object]] = []
+        for number, object_id in enumerate(devices):
+            if object_id is None:
+                continue
+            device: dict[str, object] = {
+                "platform": user.platform if number == 0 else "Web",
+                "objectId": object_id,
+            }
+            if user.numeric_id % 5 == 0:
+                device["push_token"] = f"fcm:{object_id[:8]}"
+            if app:
+                device["os_version"] = user.os_version
+                device["app_version"] = f"{user.app_version}.{v}" if v else user.app_version
+                device["make"] = user.make
+                device["model"] = user.model
+            platform_info.append(device)
+        record["platformInfo"] = platform_info
+        return record
 
 
 def _event_props(rng: random.Random, event_name: str) -> dict[str, object]:

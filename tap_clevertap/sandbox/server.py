@@ -1,12 +1,16 @@
-"""A local simulator of CleverTap's Get Events API (`/1/events.json`), over real HTTP.
+"""A local simulator of CleverTap's read APIs, over real HTTP.
 
-It follows `clevertap-get-events-api.txt` and the API notes: header auth, a step-1 POST that
-returns a percent-encoded cursor, step-2 GETs that page with `next_cursor` until none is
-returned, `code` 2 while an export is being prepared, inclusive `from`/`to` days, the
-batch_size limit, refusal of the events the API cannot export, errors as
-`{"status": "fail", ...}` bodies (often with HTTP 200), and CleverTap's 3 concurrent requests
-per account (HTTP 429 over it). Faults are switched on per test through `faults` (or
-`POST /_sandbox/faults` from another process).
+Get Events (`/1/events.json`), Get User Profiles (`/1/profiles.json`) and the schema
+catalogs (`GET /getSchema?type=events|userProperties`, no `/1/`). It follows
+`clevertap-get-events-api.txt` and the API notes: header auth, a step-1 POST that returns a
+percent-encoded cursor, step-2 GETs that page with `next_cursor` until none is returned,
+`code` 2 while an export is being prepared, inclusive `from`/`to` days, the batch_size limit,
+the `app`/`events`/`profile` flags with the current docs' defaults when omitted (events and
+profile on, app off), HTTP 400 for the events the API cannot export ("Export not allowed")
+and for names the project does not have ("Invalid event"), errors as `{"status": "fail", ...}`
+bodies (often with HTTP 200), and CleverTap's 3 concurrent requests per account (HTTP 429
+over it). Faults are switched on per test through `faults` (or `POST /_sandbox/faults` from
+another process).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import random
 import secrets
 import threading
 import time
@@ -28,6 +33,10 @@ from typing_extensions import override
 from tap_clevertap.sandbox.dataset import SandboxData
 
 EVENTS_PATH = "/1/events.json"
+PROFILES_PATH = "/1/profiles.json"
+SCHEMA_PATH = "/getSchema"
+# Flags a step-1 POST may leave out, and what CleverTap's current docs say they default to.
+FLAG_DEFAULTS = {"app": False, "events": True, "profile": True}
 MAX_BATCH_SIZE = 5000
 DEFAULT_ACCOUNT_ID = "SANDBOX-ACCOUNT"
 DEFAULT_PASSCODE = "sandbox-passcode"
@@ -43,7 +52,8 @@ class Fault:
 
     # status | fail_code | html | truncate | reset | delay | repeat_cursor, and on pages:
     # truncate_page (the real page cut in half, sent as a whole 200 response) and cut_page
-    # (the real page's headers, half its body, then the connection closed).
+    # (the real page's headers, half its body, then the connection closed); on getSchema:
+    # no_items (a success without the list) and empty_items (an empty list).
     action: str
     method: str | None = None
     day: int | None = None  # YYYYMMDD inside the export's from..to
@@ -61,13 +71,18 @@ class Fault:
 
 @dataclass
 class _Export:
+    kind: str  # "events" or "profiles"
     event_name: str
     days: list[dt.date]
     batch_size: int
-    app: bool
-    profile: bool
+    flags: dict[str, bool]
     ready_at: float
     first_raw: str = ""
+
+    @property
+    def segments(self) -> int:
+        """Events are served day by day; profiles once for the whole range."""
+        return len(self.days) if self.kind == "events" else 1
 
 
 @dataclass
@@ -93,6 +108,7 @@ class SandboxSettings:
     cursor_idle_seconds: float = 3600.0
     cursor_max_age_seconds: float = 4 * 3600.0
     unordered: bool = False  # serve each day's events out of ts order
+    schema_shuffle_seed: int | None = None  # getSchema lists its items in a shuffled order
     cursor_bytes: int = 1200  # real cursors are ~1.5-2.4 KB once encoded
 
 
@@ -220,23 +236,44 @@ class SandboxServer:
             cursor.last_used = now
             return cursor, ""
 
-    def day_records(self, export: _Export, day: dt.date) -> list[bytes]:
-        """One day's records, serialised once and kept in a small cache."""
-        key = (export.event_name, day, export.app, export.profile, self.data.profile_version)
+    def segment_records(self, export: _Export, segment: int) -> list[bytes]:
+        """A day's events (or a range's profiles), serialised once and kept in a small cache."""
+        flags = tuple(sorted(export.flags.items()))
+        key: tuple[object, ...] = (export.kind, export.event_name, export.days[segment])
+        key += (export.days[-1], flags, self.data.profile_version)
         with self._lock:
             cached = self._pages.get(key)
             if cached is not None:
                 self._pages.move_to_end(key)
                 return cached
-        rows = self.data.events(export.event_name, day, app=export.app, profile=export.profile)
-        if self.settings.unordered:
-            rows.reverse()
+        if export.kind == "events":
+            rows = self.data.events(export.event_name, export.days[segment], **export.flags)
+            if self.settings.unordered:
+                rows.reverse()
+        else:
+            rows = self.data.profiles(
+                export.event_name, export.days[0], export.days[-1], **export.flags
+            )
         encoded = [json.dumps(r, ensure_ascii=False).encode() for r in rows]
         with self._lock:
             self._pages[key] = encoded
             while len(self._pages) > 64:
                 self._pages.popitem(last=False)
         return encoded
+
+
+class _Refusal(Exception):
+    """An HTTP 400 answer to a step-1 POST, with its body."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        """The body CleverTap sends with the HTTP 400."""
+        super().__init__(body)
+        self.body = body
+
+    @classmethod
+    def fail(cls, error: str) -> _Refusal:
+        """The usual `{"status": "fail", ...}` body."""
+        return cls({"status": "fail", "error": error, "code": 400})
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -318,7 +355,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api(self, method: str, path: str, query: str, raw_body: bytes) -> None:
         settings = self.sandbox.settings
-        if path != EVENTS_PATH:
+        if path not in (EVENTS_PATH, PROFILES_PATH, SCHEMA_PATH):
             self._fail(404, "Not found", 404)
             return
         if (
@@ -331,10 +368,27 @@ class _Handler(BaseHTTPRequestHandler):
             self._fail(400, "Content-Type must be application/json", 400)
             return
         params = _query_params(query)
-        if method == "POST":
-            self._create_export(params, raw_body)
+        if path == SCHEMA_PATH:
+            self._schema(method, params)
+        elif method == "POST":
+            self._create_export("events" if path == EVENTS_PATH else "profiles", params, raw_body)
         else:
             self._page(params)
+
+    def _schema(self, method: str, params: dict[str, str]) -> None:
+        kind = params.get("type")
+        if method != "GET" or kind not in ("events", "userProperties"):
+            self._fail(400, "Invalid request: GET /getSchema?type=events|userProperties", 400)
+            return
+        if self._apply_fault(None):
+            return
+        data = self.sandbox.data
+        items = data.schema_events() if kind == "events" else data.user_properties()
+        seed = self.sandbox.settings.schema_shuffle_seed
+        if seed is not None:
+            random.Random(seed).shuffle(items)
+        self._entry["status"] = 200
+        self._json(200, {"status": "success", kind: items})
 
     def _apply_fault(self, days: tuple[int, int] | None) -> bool:
         """Serve a switched-on fault instead of the real answer; True when one was served."""
@@ -357,6 +411,13 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.action == "truncate":
             self._entry["status"] = 200
             self._send(200, b'{"status": "success", "next_cursor": "abc", "records": [{"pro')
+        elif fault.action in ("no_items", "empty_items"):
+            self._entry["status"] = 200
+            kind = _query_params(urlsplit(self.path).query).get("type", "events")
+            body: dict[str, Any] = {"status": "success"} | (
+                {kind: []} if fault.action == "empty_items" else {}
+            )
+            self._json(200, body)
         elif fault.action == "reset":
             self._entry["status"] = 0
             self.close_connection = True
@@ -365,7 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def _create_export(self, params: dict[str, str], raw_body: bytes) -> None:
+    def _create_export(self, kind: str, params: dict[str, str], raw_body: bytes) -> None:
         try:
             body = json.loads(raw_body)
             event_name = body["event_name"]
@@ -374,31 +435,22 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, KeyError, TypeError):
             self._fail(400, "Invalid request body: need event_name, from, to (YYYYMMDD)", 400)
             return
-        days_key = (body["from"], body["to"])
         self._entry.update(event_name=event_name, day_from=body["from"], day_to=body["to"])
-        if self._apply_fault(days_key):
+        if self._apply_fault((body["from"], body["to"])):
             return
         try:
-            batch_size = int(params.get("batch_size", MAX_BATCH_SIZE))
-        except ValueError:
-            self._fail(400, "batch_size must be an integer", 400)
+            batch_size, flags = self._export_params(params, event_name, first, last)
+        except _Refusal as refusal:
+            self._entry["status"] = 400
+            self._json(400, refusal.body)
             return
-        if not 1 <= batch_size <= MAX_BATCH_SIZE:
-            self._fail(400, f"batch_size must be between 1 and {MAX_BATCH_SIZE}", 400)
-            return
-        if first > last or not isinstance(event_name, str) or not event_name:
-            self._fail(400, "Invalid date range or event name", 400)
-            return
-        if not self.sandbox.data.exportable(event_name):
-            self._fail(400, "Export not allowed for this event", 400)
-            return
-        days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+        self._entry["flags"] = flags
         export = _Export(
+            kind=kind,
             event_name=event_name,
-            days=days,
+            days=[first + dt.timedelta(days=i) for i in range((last - first).days + 1)],
             batch_size=batch_size,
-            app=params.get("app") == "true",
-            profile=params.get("profile") == "true",
+            flags=flags,
             ready_at=time.monotonic() + self.sandbox.settings.prepare_seconds,
         )
         cursor = self.sandbox.new_cursor(export, 0, 0, 0)
@@ -406,6 +458,31 @@ class _Handler(BaseHTTPRequestHandler):
         self._entry["status"] = 200
         self._entry["cursor_issued"] = cursor
         self._json(200, {"cursor": cursor, "status": "success"})
+
+    def _export_params(
+        self, params: dict[str, str], event_name: object, first: dt.date, last: dt.date
+    ) -> tuple[int, dict[str, bool]]:
+        """batch_size and the flags of a step-1 POST; `_Refusal` for what CleverTap refuses."""
+        try:
+            batch_size = int(params.get("batch_size", MAX_BATCH_SIZE))
+        except ValueError:
+            raise _Refusal.fail("batch_size must be an integer") from None
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise _Refusal.fail(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
+        if first > last or not isinstance(event_name, str) or not event_name:
+            raise _Refusal.fail("Invalid date range or event name")
+        if not self.sandbox.data.exportable(event_name):
+            raise _Refusal.fail("Export not allowed for this event")
+        if not self.sandbox.data.has_event(event_name):
+            # Seen live: no `status` and no `code`, the error a JSON list inside a string.
+            raise _Refusal({"error": json.dumps([f"Invalid event : {event_name}"])})
+        flags = {}
+        for flag, default in FLAG_DEFAULTS.items():
+            value = params.get(flag)
+            if value not in (None, "true", "false"):
+                raise _Refusal.fail(f"{flag} must be true or false")
+            flags[flag] = default if value is None else value == "true"
+        return batch_size, flags
 
     def _page(self, params: dict[str, str]) -> None:
         if "cursor" not in params:
@@ -469,8 +546,8 @@ class _Handler(BaseHTTPRequestHandler):
             size -= size // 3
         taken: list[bytes] = []
         day_index, position = cursor.day_index, cursor.position
-        while len(taken) < size and day_index < len(export.days):
-            day = self.sandbox.day_records(export, export.days[day_index])
+        while len(taken) < size and day_index < export.segments:
+            day = self.sandbox.segment_records(export, day_index)
             chunk = day[position : position + size - len(taken)]
             taken.extend(chunk)
             position += len(chunk)

@@ -1,22 +1,29 @@
-"""The event stream: windows in order, one bookmark per whole window, record emission."""
+"""Exports read window by window, with one bookmark per whole window (events and profiles).
+
+The SDK keeps bookmarks from a record field and writes STATE every 10,000 records; here the
+bookmark is the `to` day of the last window whose records were all emitted, written right
+after each window (`_finish_window`). So the SDK's per-record bookmarking is switched off
+(`_increment_stream_state`, `_write_starting_replication_value`: private SDK methods, pinned
+to singer-sdk 0.54 by tests/test_sdk_contract.py).
+"""
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
 import logging
-from collections.abc import Generator, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass, field
 from functools import cached_property, partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from singer_sdk.mapper import SameRecordTransform
 from typing_extensions import override
 
-from tap_clevertap.client import CleverTapStream, Page
-from tap_clevertap.config import parse_date, stream_name_for
-from tap_clevertap.errors import CleverTapError, CursorRejected
-from tap_clevertap.records import EventsOutOfOrder, EventTimes, RecordShaper
-from tap_clevertap.schemas import EVENT_SCHEMA, with_extra_columns
+from tap_clevertap.client import CleverTapExportStream, Page
+from tap_clevertap.config import parse_date
+from tap_clevertap.errors import CleverTapError, CursorRejected, ExportRefused, Refusals
+from tap_clevertap.records import EventsOutOfOrder
 from tap_clevertap.windows import (
     Window,
     bookmark_after,
@@ -29,7 +36,6 @@ from tap_clevertap.windows import (
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable
 
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context, Record, TapState
@@ -38,17 +44,35 @@ if TYPE_CHECKING:
     from tap_clevertap.output import SingerOutput
 
 # Key of the bookmark in `bookmarks.<stream>`: the last day (YYYYMMDD, account time zone)
-# whose events were all emitted.
+# whose records were all emitted.
 BOOKMARK_KEY = "window_to"
+
+
+@dataclass(frozen=True)
+class Collaborators:
+    """What the tap hands each export stream when it creates it."""
+
+    request_slots: threading.BoundedSemaphore  # HTTP requests in flight, shared
+    exports: ExportScheduler  # opens exports ahead, across streams
+    output: SingerOutput  # writes RECORD lines
+    write_state: Callable[[TapState], None]  # writes the tap's state as STATE
+    refusals: Refusals  # the events CleverTap refused to export, for the end of the run
+
+
+class PageShaper(Protocol):
+    """Turns one attempt at one export's raw records into the stream's records."""
+
+    def shape_page(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The page's records, shaped in place (records may be dropped)."""
 
 
 @dataclass
 class WindowRestarts:
-    """When a window is requested again from step 1, and how its copies are then numbered.
+    """When an export is requested again from step 1, and how its copies are then numbered.
 
-    A refused or expired cursor (`code` 3) restarts the window, at most `limit` times. Events
+    A refused or expired cursor (`code` 3) restarts the export, at most `limit` times. Events
     that arrive out of `ts` order restart it once, numbering copies over the whole window.
-    Either way the window's records come again with the same `event_id`s.
+    Either way the export's records come again with the same ids.
     """
 
     limit: int
@@ -71,62 +95,66 @@ class WindowRestarts:
         raise exc
 
 
-class EventStream(CleverTapStream):
-    """All events of one CleverTap event name.
+@dataclass
+class _Progress:
+    """Records of the current window and of the whole sync."""
 
-    Replication is incremental by day. The SDK keeps bookmarks from a record field and writes
-    STATE every 10,000 records; here the bookmark is the `to` day of the last window whose
-    records were all emitted, written right after each window (`_finish_window`). So the SDK's
-    per-record bookmarking is switched off (`_increment_stream_state`,
-    `_write_starting_replication_value`: private SDK methods, pinned to singer-sdk 0.54 by
-    tests/test_sdk_contract.py). `ts` is named as the replication key only so that catalogs
-    show the stream as INCREMENTAL.
+    window: int = 0
+    total: int = 0
+    refused: set[str] = field(default_factory=set)
+
+
+class WindowedExportStream(CleverTapExportStream):
+    """Windows in order; per window, one export per event name; a bookmark per whole window.
+
+    Subclasses say which exports a window has (`export_contexts`) and how their pages are
+    shaped (`new_shaper`). An event CleverTap refuses to export is skipped for the rest of
+    the run (one WARNING, recorded in `Refusals`); a window none of whose exports was read
+    leaves the bookmark where it was.
     """
 
-    replication_key = "ts"
     is_sorted = False
-    primary_keys = ("event_id",)
 
     def __init__(
         self,
         tap: Tap,
-        event_name: str,
         *,
-        request_slots: threading.BoundedSemaphore,
-        exports: ExportScheduler,
-        output: SingerOutput,
-        write_state: Callable[[TapState], None],
+        name: str,
+        schema: dict[str, Any],
+        collaborators: Collaborators,
     ) -> None:
-        """The stream of `event_name`, with the tap's shared collaborators.
+        """A stream reading its exports through the tap's shared `collaborators`."""
+        super().__init__(tap, name=name, schema=schema, request_slots=collaborators.request_slots)
+        self.exports = collaborators.exports
+        self.output = collaborators.output
+        self.write_state = collaborators.write_state
+        self.refusals = collaborators.refusals
+        self._progress = _Progress()
 
-        Args:
-            tap: The tap (the SDK's streams belong to one).
-            event_name: The CleverTap event name.
-            request_slots: HTTP requests in flight, shared by every stream.
-            exports: Opens exports ahead, across streams.
-            output: Writes RECORD lines.
-            write_state: Writes the tap's state as STATE (after each window).
-        """
-        flattened = bool(tap.config.get("flattening_enabled")) and bool(
-            tap.config.get("flattening_max_depth")
-        )
-        schema = with_extra_columns(EVENT_SCHEMA) if flattened else EVENT_SCHEMA
-        super().__init__(
-            tap, name=stream_name_for(event_name), schema=schema, request_slots=request_slots
-        )
-        self.event_name = event_name
-        self.exports = exports
-        self.output = output
-        self.write_state = write_state
-        self._times = EventTimes(self.config["timezone"])
-        # Flattened output can only carry declared keys: fold the others into EXTRA_KEY.
-        self._fold_schema = schema if flattened else None
+    # --- what subclasses say ---------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def event_names(self) -> list[str]:
+        """The event names whose exports this stream reads, in order."""
+
+    @abc.abstractmethod
+    def new_shaper(
+        self, context: Context, window: Window, *, count_whole_window: bool
+    ) -> PageShaper:
+        """A shaper for one attempt at the export of `context` in `window`."""
+
+    def window_done(self, window: Window, count: int) -> None:
+        """Called after each whole window (`count` records): subclasses may log."""
+
+    def stream_done(self, windows: list[Window], total: int) -> None:
+        """Called after the last window (`total` records): subclasses may log."""
 
     # --- state ---------------------------------------------------------------------------
 
     @property
     def bookmark(self) -> dt.date | None:
-        """The last day whose events were all emitted, from the state; None without one."""
+        """The last day whose records were all emitted, from the state; None without one."""
         value = self.stream_state.get(BOOKMARK_KEY)
         if value is None:
             return None
@@ -217,7 +245,7 @@ class EventStream(CleverTapStream):
             yield from page
             page.clear()  # free the parsed page (~12 MB) before the next is parsed
 
-    # --- records -------------------------------------------------------------------------
+    # --- windows and exports -------------------------------------------------------------
 
     def plan(self, today: dt.date) -> list[Window]:
         """The windows this sync reads, in order (from the bookmark, config and `today`)."""
@@ -230,12 +258,21 @@ class EventStream(CleverTapStream):
         )
         return split(*span, self.config["window_days"]) if span else []
 
+    def export_context(self, event_name: str, window: Window) -> dict[str, Any]:
+        """The stream context of an export (the step-1 body)."""
+        return {"event_name": event_name, "from": window.from_int, "to": window.to_int}
+
+    def export_key(self, context: Context) -> ExportKey:
+        """The scheduler's key of an export."""
+        return (self.name, context["event_name"], context["from"], context["to"])
+
     def planned_exports(self, today: dt.date) -> list[tuple[ExportKey, Callable[[], Page]]]:
-        """Every window's export, with what opens it ahead, for the tap's scheduler."""
+        """Every export of the sync in reading order, with what opens it ahead."""
         return [
-            (self.export_key(window), partial(self.open_export, context, ahead=True))
+            (self.export_key(context), partial(self.open_export, context, ahead=True))
             for window in self.plan(today)
-            for context in [self.export_context(window)]
+            for name in self.event_names
+            for context in [self.export_context(name, window)]
         ]
 
     def _shaped_pages(self) -> Iterator[list[dict[str, Any]]]:
@@ -257,69 +294,77 @@ class EventStream(CleverTapStream):
             len(windows),
             self.bookmark,
         )
-        total = 0
+        progress = self._progress
         for number, window in enumerate(windows, start=1):
-            count = 0
-            try:
-                for page in self._window_pages(window):
-                    count += len(page)
-                    yield page
-            except BaseException as exc:
-                self.exports.stop()  # the exports opened ahead will not be read
-                if isinstance(exc, CleverTapError):
-                    exc.where = f"stream {self.name} ({self.event_name!r}), window {window}"
-                raise
-            self.exports.read(self.export_key(window))
+            names = [name for name in self.event_names if name not in progress.refused]
+            if not names:
+                return  # every event refused: nothing more to read, the bookmark stays
+            progress.window = 0
+            read_any = False
+            for name in names:
+                context = self.export_context(name, window)
+                try:
+                    for page in self._export_pages(window, context):
+                        progress.window += len(page)
+                        yield page
+                except ExportRefused as refused:
+                    self._skip_refused(refused, window)
+                    continue
+                except BaseException as exc:
+                    self.exports.stop()  # the exports opened ahead will not be read
+                    if isinstance(exc, CleverTapError):
+                        exc.where = f"stream {self.name} ({name!r}), window {window}"
+                    raise
+                read_any = True
+                self.exports.read(self.export_key(context))
+            if not read_any:
+                return
             # The window's last RECORD was written before the next page was asked for.
             self._finish_window(window, today)
-            total += count
+            progress.total += progress.window
+            self.window_done(window, progress.window)
             self.log(
                 "%s: window %s done (%d/%d): %d records, %d so far; bookmark %s",
                 self.name,
                 window,
                 number,
                 len(windows),
-                count,
-                total,
+                progress.window,
+                progress.total,
                 self.bookmark,
             )
-        if total == 0:
-            self.log(
-                "%s: CleverTap returned no %r events from %s to %s; if that is unexpected, "
-                "check the event name's exact spelling (names are case-sensitive)",
-                self.name,
-                self.event_name,
-                windows[0].first,
-                windows[-1].last,
-                level=logging.WARNING,
-            )
+        self.stream_done(windows, progress.total)
 
-    def export_key(self, window: Window) -> ExportKey:
-        """The scheduler's key of the window's export."""
-        return (self.name, window.from_int, window.to_int)
+    def _skip_refused(self, refused: ExportRefused, window: Window) -> None:
+        """Leave a refused event out for the rest of the run, with one WARNING."""
+        self._progress.refused.add(refused.event_name)
+        self.refusals.add(refused)
+        self.exports.forget(self.name, refused.event_name)
+        self.log(
+            "%s: CleverTap refused to export %r (%s) at window %s: skipped; the other "
+            "streams go on",
+            self.name,
+            refused.event_name,
+            refused.reason,
+            window,
+            level=logging.WARNING,
+        )
 
-    def export_context(self, window: Window) -> dict[str, Any]:
-        """The stream context of the window's export (the step-1 body)."""
-        return {"event_name": self.event_name, "from": window.from_int, "to": window.to_int}
+    def _export_pages(self, window: Window, context: Context) -> Iterator[list[dict[str, Any]]]:
+        """One export's records, shaped, a page at a time, restarted as `WindowRestarts` says.
 
-    def _window_pages(self, window: Window) -> Iterator[list[dict[str, Any]]]:
-        """The window's records, shaped, a page at a time, restarted as `WindowRestarts` says.
-
-        Copies are numbered from 1 again on each attempt, so ids do not change.
+        Each attempt gets a fresh shaper, so ids do not change.
         """
-        context = self.export_context(window)
         restarts = WindowRestarts(limit=self.config["max_window_restarts"])
+        key = self.export_key(context)
         while True:
-            shaper = RecordShaper(
-                self.event_name,
-                self._times,
-                remember_all=restarts.count_whole_window,
-                fold_schema=self._fold_schema,
+            shaper = self.new_shaper(
+                context, window, count_whole_window=restarts.count_whole_window
             )
             emitted = 0
             try:
                 opened = (
-                    self.exports.take(self.export_key(window), partial(self.open_export, context))
+                    self.exports.take(key, partial(self.open_export, context))
                     if restarts.first_attempt
                     else self.open_export(context)
                 )
@@ -333,11 +378,13 @@ class EventStream(CleverTapStream):
             else:
                 return
             self.log(
-                "%s: window %s requested again from the start (%s); its %d records already "
-                "sent are sent again with the same event_id",
+                "%s: window %s (%r) requested again from the start (%s); its %d records "
+                "already sent are sent again with the same %s",
                 self.name,
                 window,
+                context["event_name"],
                 reason,
                 emitted,
+                self.primary_keys[0],
                 level=logging.WARNING,
             )

@@ -1,0 +1,84 @@
+"""Which event streams exist: configured names, or the project's events less exclusions.
+
+Stream names are stable whatever order getSchema lists the events in: a name depends only
+on the event's own name and on which other names normalise to the same text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from tap_clevertap.config import NOT_EXPORTABLE_EVENTS, RESERVED_STREAM_NAMES, stream_name_for
+from tap_clevertap.errors import CleverTapError
+
+
+@dataclass(frozen=True)
+class EventStreamNames:
+    """Event name -> stream name, and the names that had to be hashed."""
+
+    streams: dict[str, str]
+    hashed: list[str]
+
+
+def discovered_events(items: Iterable[dict[str, Any]], exclude: Iterable[str]) -> list[str]:
+    """The event names getSchema lists, less excluded ones and those CleverTap won't export.
+
+    `exclude` holds exact names or shell-style patterns (`fnmatch.fnmatchcase`).
+
+    Raises:
+        CleverTapError: getSchema listed no event, or none is left to export.
+    """
+    names = list(dict.fromkeys(i["name"] for i in items if isinstance(i.get("name"), str)))
+    if not [name for name in names if name]:
+        raise CleverTapError(
+            "CleverTap's getSchema listed no events for this project: check account_id and "
+            "region/api_url, or set event_names"
+        )
+    patterns = list(exclude)
+    kept = [
+        name
+        for name in names
+        if name
+        and name not in NOT_EXPORTABLE_EVENTS
+        and not any(fnmatchcase(name, pattern) for pattern in patterns)
+    ]
+    if not kept:
+        raise CleverTapError(
+            f"none of the {len(names)} events getSchema lists is left to export once the "
+            "events CleverTap does not export and exclude_event_names are left out: narrow "
+            "exclude_event_names"
+        )
+    return kept
+
+
+def hashed_stream_name(event_name: str) -> str:
+    """`<normalised or "event">_<first 8 hex digits of SHA-256 of the UTF-8 name>`."""
+    digest = hashlib.sha256(event_name.encode()).hexdigest()[:8]
+    return f"{stream_name_for(event_name) or 'event'}_{digest}"
+
+
+def stream_names_for(event_names: Iterable[str]) -> EventStreamNames:
+    """Stream names for discovered events.
+
+    An event keeps its normalised name (`stream_name_for`) when that is non-empty, not one
+    of the tap's own stream names, and no other listed event normalises to it; otherwise it
+    gets `hashed_stream_name`.
+    """
+    names = list(event_names)
+    normalised = {name: stream_name_for(name) for name in names}
+    shared = Counter(normalised.values())
+    streams: dict[str, str] = {}
+    hashed: list[str] = []
+    for name in names:
+        plain = normalised[name]
+        if plain and plain not in RESERVED_STREAM_NAMES and shared[plain] == 1:
+            streams[name] = plain
+        else:
+            streams[name] = hashed_stream_name(name)
+            hashed.append(name)
+    return EventStreamNames(streams, hashed)
