@@ -1,15 +1,18 @@
 # Two commands on a fresh machine (only Python, pip and make needed):
 #   make demo   Meltano runs the tap against the bundled CleverTap sandbox into DuckDB, twice
-#   make test   every check: lint, format, types, and all tests (Meltano, singer-check-tap too)
+#   make test   every check: lint, format, types, and all tests (Meltano, singer-check-tap and
+#               PyAirbyte too)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Meltano and singer-tools pin libraries that clash with singer-sdk: each gets its own venv.
 MELTANO_VENV ?= .venv-meltano
 CHECK_TAP_VENV ?= .venv-singer-tools
+AIRBYTE_VENV ?= .venv-airbyte
 PIP_QUIET ?= -q
 ECOSYSTEM_ENV = MELTANO_BIN=$(abspath $(MELTANO_VENV))/bin/meltano \
-	SINGER_CHECK_TAP_BIN=$(abspath $(CHECK_TAP_VENV))/bin/singer-check-tap
+	SINGER_CHECK_TAP_BIN=$(abspath $(CHECK_TAP_VENV))/bin/singer-check-tap \
+	PYAIRBYTE_PYTHON=$(abspath $(AIRBYTE_VENV))/bin/python
 
 .PHONY: demo test lint pytest venv ecosystem clean
 
@@ -32,9 +35,15 @@ $(CHECK_TAP_VENV)/.installed:
 	$(CHECK_TAP_VENV)/bin/python -m pip install $(PIP_QUIET) 'singer-tools==0.4.1'
 	touch $@
 
+# PyAirbyte runs source-clevertap as a local executable (tests/test_pyairbyte.py).
+$(AIRBYTE_VENV)/.installed:
+	$(PYTHON) -m venv $(AIRBYTE_VENV)
+	$(AIRBYTE_VENV)/bin/python -m pip install $(PIP_QUIET) 'airbyte==0.71.3'
+	touch $@
+
 venv: $(VENV)/.installed
 
-ecosystem: $(MELTANO_VENV)/.installed $(CHECK_TAP_VENV)/.installed
+ecosystem: $(MELTANO_VENV)/.installed $(CHECK_TAP_VENV)/.installed $(AIRBYTE_VENV)/.installed
 
 lint: venv
 	$(BIN)/ruff check .
@@ -50,4 +59,4 @@ demo: venv $(MELTANO_VENV)/.installed
 	$(ECOSYSTEM_ENV) $(BIN)/python scripts/demo.py
 
 clean:
-	rm -rf $(VENV) $(MELTANO_VENV) $(CHECK_TAP_VENV) .meltano .demo output events.duckdb
+	rm -rf $(VENV) $(MELTANO_VENV) $(CHECK_TAP_VENV) $(AIRBYTE_VENV) .meltano .demo output events.duckdb

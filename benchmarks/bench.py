@@ -6,6 +6,8 @@
 2. Memory: peak RSS of the tap process (its own ru_maxrss) for a large export.
 3. Overlap: wall time with export preparation (code 2) and slow pages, max_concurrent_requests
    3 vs 1.
+4. Airbyte: `source-clevertap read` against `tap-clevertap`, same records, both to /dev/null,
+   alternating.
 Machines are noisy: each figure is min/median/max over the repeats, ratios from the same run.
 """
 
@@ -123,6 +125,63 @@ def throughput(work: Path, repeats: int, per_day: int, days: int) -> None:
         sandbox.stop()
 
 
+def airbyte(work: Path, repeats: int, per_day: int, days: int) -> None:
+    sandbox = SandboxProcess("--events-per-day", str(per_day))
+    try:
+        config = write_config(
+            work,
+            "airbyte",
+            **base_config(
+                sandbox.url,
+                event_names=["App Launched"],
+                start_date="2024-01-01",
+                end_date=f"2024-01-{days:02d}",
+            ),
+        )
+        stream = {
+            "name": "app_launched",
+            "json_schema": {},
+            "supported_sync_modes": ["incremental"],
+        }
+        catalog = work / "configured_catalog.json"
+        catalog.write_text(
+            json.dumps(
+                {
+                    "streams": [
+                        {
+                            "stream": stream,
+                            "sync_mode": "incremental",
+                            "destination_sync_mode": "append",
+                        }
+                    ]
+                }
+            )
+        )
+        tap = [sys.executable, "-m", "tap_clevertap", "--config", str(config)]
+        source = [sys.executable, "-m", "tap_clevertap.airbyte", "read", "--config", str(config)]
+        source += ["--catalog", str(catalog)]
+        # Counted from one run of the tap (which also warms the sandbox's page cache).
+        out = subprocess.run(tap, capture_output=True, check=True).stdout
+        records = sum(1 for line in out.splitlines() if line.startswith(b'{"type":"RECORD"'))
+        walls: dict[str, list[float]] = {"tap-clevertap": [], "source-clevertap read": []}
+        for _ in range(repeats):
+            walls["tap-clevertap"].append(timed(tap)[0])
+            walls["source-clevertap read"].append(timed(source)[0])
+        print(f"\n[airbyte] {records:,} records, {repeats} alternating repeats, to /dev/null")
+        for name, values in walls.items():
+            print(f"  {name:<22} records/s  {spread([records / v for v in values])}")
+        ratios = [
+            t / a
+            for t, a in zip(walls["tap-clevertap"], walls["source-clevertap read"], strict=True)
+        ]
+        print(
+            f"  source / tap throughput  min {min(ratios):.2f} / median {statistics.median(ratios):.2f}"
+            f" / max {max(ratios):.2f}"
+        )
+    finally:
+        sandbox.stop()
+
+
 PEAK_RSS_PROBE = """
 import resource, subprocess, sys, time
 start = time.perf_counter()
@@ -219,13 +278,15 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--memory-records-per-day", type=int, default=100_000)
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["throughput", "memory", "overlap"]
+        "--skip", nargs="*", default=[], choices=["throughput", "memory", "overlap", "airbyte"]
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if "throughput" not in args.skip:
             throughput(work, args.repeats, args.records_per_day, args.days)
+        if "airbyte" not in args.skip:
+            airbyte(work, args.repeats, args.records_per_day, args.days)
         if "overlap" not in args.skip:
             overlap(work, max(1, args.repeats // 2))
         if "memory" not in args.skip:

@@ -8,7 +8,8 @@ covers, and the text layer is empty whenever bytes are written below it.
 
 SIGTERM/SIGINT arriving while a message is written are handled once the write is done: a
 signal interrupts a large write to a full pipe part-way, and the STATE written on the way out
-would otherwise land in the middle of a RECORD line.
+would otherwise land in the middle of a RECORD line. One lock keeps writers from different
+threads (log lines, under the Airbyte protocol) from interleaving: every line is whole.
 """
 
 from __future__ import annotations
@@ -46,19 +47,24 @@ class SingerOutput(SingerWriter):
         self._writing = 0
         self._deferred_signal: int | None = None
         self._stop: Callable[[int], None] | None = None
+        self._lock = threading.RLock()
 
     @override
     def write_message(self, message: Message) -> None:
         with self.whole_lines():
             super().write_message(message)
 
+    def record_framing(self, stream: str) -> tuple[bytes, bytes]:
+        """What goes before and after a record's JSON on a RECORD line of `stream`."""
+        prefix = b'{"type":"RECORD","stream":%s,"record":' % orjson.dumps(stream)
+        extracted = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+        return prefix, b',"time_extracted":"%s"}\n' % extracted.encode()
+
     def write_record_lines(self, stream: str, records: list[dict[str, Any]]) -> None:
         """The RECORD messages of a page, byte for byte as the SDK writes them, unflushed."""
         if not records:
             return
-        prefix = b'{"type":"RECORD","stream":%s,"record":' % orjson.dumps(stream)
-        extracted = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-        suffix = b',"time_extracted":"%s"}\n' % extracted.encode()
+        prefix, suffix = self.record_framing(stream)
         between = suffix + prefix
         dumps = orjson.dumps
         with self.whole_lines():
@@ -83,16 +89,24 @@ class SingerOutput(SingerWriter):
 
     @contextlib.contextmanager
     def whole_lines(self) -> Iterator[None]:
-        """Signals arriving inside the block are handled after it (blocks may nest)."""
-        self._writing += 1
-        try:
-            yield
-        finally:
-            self._writing -= 1
-            signum = self._deferred_signal
-            if not self._writing and signum is not None:
-                self._deferred_signal = None
-                self._on_signal(signum, None)
+        """One writer at a time; signals arriving inside the block are handled after it.
+
+        Blocks may nest. Signals are delivered to the main thread only, so only its blocks
+        defer them.
+        """
+        with self._lock:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            self._writing += 1
+            try:
+                yield
+            finally:
+                self._writing -= 1
+                signum = self._deferred_signal
+                if not self._writing and signum is not None:
+                    self._deferred_signal = None
+                    self._on_signal(signum, None)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._writing:

@@ -37,6 +37,8 @@ def imported_distributions(folder: str) -> set[str]:
     """The distributions providing the third-party modules imported under `folder`."""
     modules: set[str] = set()
     for path in (REPO / folder).rglob("*.py"):
+        if "pyairbyte" in path.parts:  # run by PyAirbyte's own interpreter (.venv-airbyte)
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 modules |= {alias.name.split(".")[0] for alias in node.names}
