@@ -22,6 +22,15 @@ OPEN_OBJECT = th.CustomType({"type": ["object", "null"], "additionalProperties":
 # their level (`_sdc_extra`, `profile___sdc_extra`, ...): a flattened SCHEMA cannot list them.
 EXTRA_KEY = "_sdc_extra"
 
+
+def _app_fields(setting: str) -> list[th.Property[Any]]:
+    """The device fields `app=true` adds (`setting` turns it on)."""
+    return [
+        th.Property(name, th.StringType, description=setting)
+        for name in ("os_version", "app_version", "make", "model")
+    ]
+
+
 # `events=true`: {event name: {count, first_seen, last_seen}}, the user's lifetime summary.
 EVENT_SUMMARY = th.CustomType(
     {
@@ -64,10 +73,7 @@ PROFILE = th.ObjectType(
         EVENT_SUMMARY,
         description="Lifetime summary per event name (include_event_summary)",
     ),
-    th.Property("os_version", th.StringType, description="include_app_fields"),
-    th.Property("app_version", th.StringType, description="include_app_fields"),
-    th.Property("make", th.StringType, description="include_app_fields"),
-    th.Property("model", th.StringType, description="include_app_fields"),
+    *_app_fields("include_app_fields"),
     additional_properties=True,
 )
 
@@ -109,10 +115,7 @@ DEVICE = th.ObjectType(
     th.Property("platform", th.StringType),
     th.Property("objectId", th.StringType, description="CleverTap ID of this device"),
     th.Property("push_token", th.StringType),
-    th.Property("os_version", th.StringType, description="profiles_include_app_fields"),
-    th.Property("app_version", th.StringType, description="profiles_include_app_fields"),
-    th.Property("make", th.StringType, description="profiles_include_app_fields"),
-    th.Property("model", th.StringType, description="profiles_include_app_fields"),
+    *_app_fields("profiles_include_app_fields"),
     additional_properties=True,
 )
 

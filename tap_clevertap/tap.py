@@ -137,7 +137,7 @@ class TapClevertap(Tap):
         ]
         if self.config.get("profile_event_names"):
             streams.append(ProfileStream(self, collaborators=self.collaborators))
-        if self.config["include_catalog_streams"]:
+        if self.config.get("include_catalog_streams"):
             streams += [self._catalog_stream(EVENT_SCHEMA_STREAM, "events")]
             streams += [self._catalog_stream(USER_PROPERTIES_STREAM, "userProperties")]
         self._warn_of_missing_selected({stream.name for stream in streams})

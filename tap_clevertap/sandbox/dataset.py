@@ -207,11 +207,18 @@ class SandboxData:
         if events:
             block["events"] = self._event_summary(user)
         if app:
-            block["os_version"] = user.os_version
-            block["app_version"] = f"{user.app_version}.{v}" if v else user.app_version
-            block["make"] = user.make
-            block["model"] = user.model
+            block.update(self._app_fields(user))
         return block
+
+    def _app_fields(self, user: User) -> dict[str, object]:
+        """What `app=true` adds: the device's OS and app versions, make and model."""
+        v = self.profile_version
+        return {
+            "os_version": user.os_version,
+            "app_version": f"{user.app_version}.{v}" if v else user.app_version,
+            "make": user.make,
+            "model": user.model,
+        }
 
     def _profile_data(self, user: User) -> dict[str, object]:
         v = self.profile_version
@@ -313,10 +320,7 @@ class SandboxData:
             if user.numeric_id % 5 == 0:
                 device["push_token"] = f"fcm:{object_id[:8]}"
             if app:
-                device["os_version"] = user.os_version
-                device["app_version"] = f"{user.app_version}.{v}" if v else user.app_version
-                device["make"] = user.make
-                device["model"] = user.model
+                device.update(self._app_fields(user))
             platform_info.append(device)
         record["platformInfo"] = platform_info
         return record

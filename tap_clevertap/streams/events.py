@@ -53,9 +53,9 @@ class EventStream(WindowedExportStream):
     @override
     def export_flags(self) -> dict[str, bool]:
         return {
-            "app": bool(self.config["include_app_fields"]),
-            "events": bool(self.config["include_event_summary"]),
-            "profile": bool(self.config["include_profile_fields"]),
+            "app": bool(self.config.get("include_app_fields", False)),
+            "events": bool(self.config.get("include_event_summary", False)),
+            "profile": bool(self.config.get("include_profile_fields", False)),
         }
 
     @override

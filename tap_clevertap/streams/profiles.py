@@ -94,9 +94,9 @@ class ProfileStream(WindowedExportStream):
     @override
     def export_flags(self) -> dict[str, bool]:
         return {
-            "app": bool(self.config["profiles_include_app_fields"]),
-            "events": bool(self.config["profiles_include_event_summary"]),
-            "profile": bool(self.config["profiles_include_profile_fields"]),
+            "app": bool(self.config.get("profiles_include_app_fields", True)),
+            "events": bool(self.config.get("profiles_include_event_summary", True)),
+            "profile": bool(self.config.get("profiles_include_profile_fields", True)),
         }
 
     @override
