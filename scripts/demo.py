@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,9 +75,16 @@ def meltano(*args: str, env: dict[str, str]) -> str:
 
 
 def progress(log: str) -> None:
+    """Each stream's last window, and the tap's warnings (once each), from Meltano's log."""
+    shown = set()
     for line in log.splitlines():
-        if "tap-clevertap" in line and (": reading " in line or " done (" in line):
-            print("  " + line.split("tap-clevertap", 1)[1].strip())
+        if "tap-clevertap" not in line:
+            continue
+        text = line.split("tap-clevertap", 1)[1].strip()
+        last_window = re.search(r" done \((\d+)/\1\)", text)
+        if (last_window or "warning" in line.lower()) and text not in shown:
+            shown.add(text)
+            print("  " + text)
 
 
 def show(sample: bool) -> None:
