@@ -259,3 +259,29 @@ def test_global_is_the_eu1_region() -> None:
     assert base_url({"region": "global"}) == base_url({"region": "eu1"})
     config = {"account_id": "A", "passcode": "p", "start_date": "2024-01-01", "region": "global"}
     assert config_problems(config) == []
+
+
+class _CountingSlots:
+    """A stand-in for the tap's request slots that counts the requests holding one."""
+
+    def __init__(self) -> None:
+        self.held = 0
+
+    def __enter__(self) -> None:
+        self.held += 1
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_getschema_requests_take_a_request_slot(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slots = _CountingSlots()
+    monkeypatch.setattr(TapClevertap, "request_slots", property(lambda self: slots))
+    config = discovered_config(sandbox, include_catalog_streams=True)
+    tap = TapClevertap(config=config)
+    assert slots.held == 1  # discovery's getSchema
+    list(tap.streams["user_properties"].get_records(None))
+    assert slots.held == 2
+    assert len(api_requests(sandbox)) == 2
