@@ -348,15 +348,25 @@ class CleverTapExportStream(CleverTapStream):
 
     # --- one export: step 1 and the pages ------------------------------------------------
 
-    def open_export(self, context: Context, *, ahead: bool = False) -> Page:
+    def open_export(
+        self,
+        context: Context,
+        on_cursor: Callable[[], None] | None = None,
+        *,
+        ahead: bool = False,
+    ) -> Page:
         """Step 1 (POST for a cursor), then the export's first page, polled until ready.
 
-        With `ahead` (a thread opening the export before it is read), see `fetch_page`.
+        `on_cursor` is called once step 1 gave a cursor (CleverTap did not refuse the
+        event), before the export is prepared. With `ahead` (a thread opening the export
+        before it is read), see `fetch_page`.
         """
         paginator = self.get_new_paginator()
         paginator.advance(self.fetch_page(paginator, context))
         if paginator.finished:
             raise CleverTapError("CleverTap answered the export request without a cursor")
+        if on_cursor is not None:
+            on_cursor()
         return paginator, self.fetch_page(paginator, context, ahead=ahead)
 
     def fetch_page(

@@ -13,8 +13,8 @@ most `max_exports_ahead` exports opened ahead (each holds a cursor, which expire
 With `max_concurrent_requests` 1 nothing runs ahead: one request at a time.
 
 An event CleverTap refuses to export is refused at its first step-1 POST. So that none of its
-other windows is requested, only an event's first export is opened ahead until one of its
-exports has been opened successfully.
+other windows is requested, only an event's first export is opened ahead until CleverTap has
+given one of its exports a cursor (`on_cursor`); its other exports open as soon as it has.
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ T = TypeVar("T")
 
 # An export's key: (stream name, event name, from, to).
 ExportKey = tuple[str, str, int, int]
-# Every export of the run in reading order, with what opens each one.
-Plan = Iterable[tuple[ExportKey, Callable[[], "Page"]]]
+# What opens an export: called with `on_cursor`, which it calls once step 1 gave a cursor.
+Opener = Callable[[Callable[[], None]], "Page"]
+# Every export of the run in reading order, with what opens it ahead.
+Plan = Iterable[tuple[ExportKey, Opener]]
 
 
 class PageSource(Protocol):
@@ -116,11 +118,14 @@ class ExportScheduler:
         self.prefetch = max_concurrent_requests > 1
         self._planner: Callable[[], Plan] | None = planner
         self._workers: _Workers | None = None
-        self._plan: list[tuple[ExportKey, Callable[[], Page]]] = []
+        self._plan: list[tuple[ExportKey, Opener]] = []
         self._index: dict[ExportKey, int] = {}
         self._opened: dict[ExportKey, Future[Page]] = {}
-        self._accepted: set[tuple[str, str]] = set()  # (stream, event) with an export opened
+        self._accepted: set[tuple[str, str]] = set()  # (stream, event) given a cursor
         self._first: dict[tuple[str, str], ExportKey] = {}  # each (stream, event)'s first
+        self._current: ExportKey | None = None  # the export being drained
+        # Cursors arrive in worker threads too: the bookkeeping above is shared.
+        self._lock = threading.Lock()
 
     def _ensure_planned(self) -> None:
         """Ask for the plan and start the threads, once, when the first export is taken."""
@@ -134,27 +139,36 @@ class ExportScheduler:
         if self.prefetch:
             self._workers = _Workers(self.ahead + 1)
 
-    def take(self, key: ExportKey, open_export: Callable[[], Page]) -> Page:
+    def take(self, key: ExportKey, open_export: Opener) -> Page:
         """The export's paginator and first page, opened ahead if it was planned."""
         self._ensure_planned()
-        index = self._index.get(key)
-        if index is None or self._workers is None:
-            return open_export()
-        for later_key, later_open in self._plan[index + 1 : index + 1 + self.ahead]:
-            if later_key not in self._opened and self._may_open_ahead(later_key):
-                self._opened[later_key] = self._workers.submit(later_open)
-        future = self._opened.pop(key, None)
-        page = future.result() if future is not None else open_export()
-        self._accepted.add(key[:2])
-        return page
+        with self._lock:
+            planned = key in self._index and self._workers is not None
+            if planned:
+                self._current = key
+                self._open_ahead()
+            future = self._opened.pop(key, None) if planned else None
+        if future is not None:
+            return future.result()
+        return open_export(partial(self._accept, key[:2]))
 
-    def _may_open_ahead(self, key: ExportKey) -> bool:
-        """An event's first export, or one whose event has had an export opened."""
-        group = key[:2]
-        if group in self._accepted or self._first.get(group) == key:
-            return True
-        first = self._opened.get(self._first[group])
-        return first is not None and first.done() and first.exception() is None
+    def _accept(self, group: tuple[str, str]) -> None:
+        """CleverTap gave an export of this (stream, event) a cursor: it is not refused."""
+        with self._lock:
+            if group not in self._accepted:
+                self._accepted.add(group)
+                self._open_ahead()
+
+    def _open_ahead(self) -> None:
+        """Open the exports after the current one, within `ahead`, that may open (locked)."""
+        index = self._index.get(self._current) if self._current is not None else None
+        if index is None or self._workers is None:
+            return
+        for key, opener in self._plan[index + 1 : index + 1 + self.ahead]:
+            group = key[:2]
+            if key not in self._opened and (group in self._accepted or self._first[group] == key):
+                accept = partial(self._accept, group)
+                self._opened[key] = self._workers.submit(partial(opener, accept))
 
     def pages(self, first: Page, source: PageSource, context: Any) -> Iterator[requests.Response]:
         """The export's responses in order, the next one fetched while the caller works.
@@ -181,12 +195,12 @@ class ExportScheduler:
 
     def forget(self, stream: str, event_name: str) -> None:
         """CleverTap refused the event: cancel its exports opened ahead, open no more."""
-        self._plan = [
-            (key, opener) for key, opener in self._plan if key[:2] != (stream, event_name)
-        ]
-        self._index = {key: number for number, (key, _) in enumerate(self._plan)}
-        for key in [key for key in self._opened if key[:2] == (stream, event_name)]:
-            self._opened.pop(key).cancel()
+        group = (stream, event_name)
+        with self._lock:
+            self._plan = [(key, opener) for key, opener in self._plan if key[:2] != group]
+            self._index = {key: number for number, (key, _) in enumerate(self._plan)}
+            for key in [key for key in self._opened if key[:2] == group]:
+                self._opened.pop(key).cancel()
 
     def read(self, key: ExportKey) -> None:
         """The export has been read to the end; after the last planned one, stop the threads."""
@@ -195,9 +209,10 @@ class ExportScheduler:
 
     def stop(self) -> None:
         """Cancel the exports opened ahead and stop the threads (after a failure too)."""
-        for future in self._opened.values():
-            future.cancel()
-        self._opened.clear()
-        if self._workers is not None:
-            self._workers.stop()
-            self._workers = None
+        with self._lock:
+            for future in self._opened.values():
+                future.cancel()
+            self._opened.clear()
+            if self._workers is not None:
+                self._workers.stop()
+                self._workers = None

@@ -138,3 +138,13 @@ def test_a_broken_large_page_read_ahead_is_requested_again(
     assert_all_events(sandbox, run.records())
     assert sum(1 for r in api_requests(sandbox) if r.get("fault") == "truncate_page") == 2
     assert "A page read ahead failed validation" in caplog.text
+
+
+def test_an_event_s_later_exports_open_as_soon_as_it_has_a_cursor(sandbox: SandboxServer) -> None:
+    # Refused events are refused at step 1, so only the cursor is waited for, not the
+    # export's preparation: the next windows are opened while the first is prepared.
+    sandbox.settings.prepare_seconds = 0.5
+    run_tap(make_config(sandbox, event_names=["Charged"], end_date="2024-01-03"))
+    posts = api_requests(sandbox, "POST")
+    assert [p["day_from"] for p in posts] == [20240101, 20240102, 20240103]
+    assert posts[2]["started"] - posts[0]["started"] < 0.25

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from singer_sdk.mapper import SameRecordTransform
 from typing_extensions import override
 
-from tap_clevertap.client import CleverTapExportStream, Page
+from tap_clevertap.client import CleverTapExportStream
 from tap_clevertap.config import parse_date
 from tap_clevertap.errors import CleverTapError, CursorRejected, ExportRefused, Refusals
 from tap_clevertap.records import EventsOutOfOrder
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context, Record, TapState
 
-    from tap_clevertap.exports import ExportKey, ExportScheduler
+    from tap_clevertap.exports import ExportKey, ExportScheduler, Opener
     from tap_clevertap.output import SingerOutput
 
 # Key of the bookmark in `bookmarks.<stream>`: the last day (YYYYMMDD, account time zone)
@@ -266,7 +266,7 @@ class WindowedExportStream(CleverTapExportStream):
         """The scheduler's key of an export."""
         return (self.name, context["event_name"], context["from"], context["to"])
 
-    def planned_exports(self, today: dt.date) -> list[tuple[ExportKey, Callable[[], Page]]]:
+    def planned_exports(self, today: dt.date) -> list[tuple[ExportKey, Opener]]:
         """Every export of the sync in reading order, with what opens it ahead."""
         return [
             (self.export_key(context), partial(self.open_export, context, ahead=True))
