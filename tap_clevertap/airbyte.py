@@ -33,7 +33,7 @@ from tap_clevertap.errors import (
     RetriesExhausted,
 )
 from tap_clevertap.output import SingerOutput, _write_bytes
-from tap_clevertap.streams import CatalogStream, WindowedExportStream
+from tap_clevertap.streams import WindowedExportStream
 from tap_clevertap.tap import TapClevertap
 
 LOG_LEVELS = {
@@ -83,11 +83,10 @@ class AirbyteOutput(SingerOutput):
         """The streams CleverTap refused an export of, so far."""
         if self._watched is None:
             return set()
-        refused = set(self._watched.refusals.reasons)
         return {
             stream.name
             for stream in self._watched.streams.values()
-            if isinstance(stream, WindowedExportStream) and refused & set(stream.event_names)
+            if isinstance(stream, WindowedExportStream) and stream.refused_events
         }
 
     def write_line(self, message: dict[str, Any]) -> None:
@@ -232,10 +231,7 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
     """SUCCEEDED, or FAILED with the tap's own one-line message; one getSchema request."""
     try:
         tap = TapClevertap(config=config, setup_mapper=False)  # no discovery yet
-        probe = CatalogStream(
-            tap, name=EVENT_SCHEMA_STREAM, kind="events", request_slots=tap.request_slots
-        )
-        probe.schema_items("events")
+        tap.catalog_stream(EVENT_SCHEMA_STREAM, "events").schema_items("events")
     except ConfigValidationError as exc:
         return {"status": "FAILED", "message": "; ".join(exc.errors)}
     except CleverTapError as exc:

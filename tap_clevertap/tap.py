@@ -138,12 +138,13 @@ class TapClevertap(Tap):
         if self.config.get("profile_event_names"):
             streams.append(ProfileStream(self, collaborators=self.collaborators))
         if self.config.get("include_catalog_streams"):
-            streams += [self._catalog_stream(EVENT_SCHEMA_STREAM, "events")]
-            streams += [self._catalog_stream(USER_PROPERTIES_STREAM, "userProperties")]
+            streams += [self.catalog_stream(EVENT_SCHEMA_STREAM, "events")]
+            streams += [self.catalog_stream(USER_PROPERTIES_STREAM, "userProperties")]
         self._warn_of_missing_selected({stream.name for stream in streams})
         return streams
 
-    def _catalog_stream(self, name: str, kind: str) -> CatalogStream:
+    def catalog_stream(self, name: str, kind: str) -> CatalogStream:
+        """The stream `name` of getSchema's `kind`; discovery and `check` ask it too."""
         return CatalogStream(self, name=name, kind=kind, request_slots=self.request_slots)
 
     def _event_streams(self) -> dict[str, str]:
@@ -152,7 +153,7 @@ class TapClevertap(Tap):
         if configured is not None:
             return {event: stream_name_for(event) for event in configured}
         try:
-            items = self._catalog_stream(EVENT_SCHEMA_STREAM, "events").schema_items("events")
+            items = self.catalog_stream(EVENT_SCHEMA_STREAM, "events").schema_items("events")
             events = discovered_events(items, self.config.get("exclude_event_names") or [])
         except CleverTapError as exc:
             exc.where = "discovering the project's events (GET /getSchema?type=events)"

@@ -144,6 +144,11 @@ class WindowedExportStream(CleverTapExportStream):
     ) -> PageShaper:
         """A shaper for one attempt at the export of `context` in `window`."""
 
+    @property
+    def refused_events(self) -> set[str]:
+        """The event names CleverTap refused to export in this run (skipped since)."""
+        return self._progress.refused
+
     def window_done(self, window: Window, count: int) -> None:
         """Called after each whole window (`count` records): subclasses may log."""
 
