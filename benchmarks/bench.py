@@ -271,6 +271,45 @@ def overlap(work: Path, repeats: int) -> None:
         sandbox.stop()
 
 
+def page_latency(work: Path, repeats: int, order: list[str]) -> None:
+    """Wall time when page latency, not preparation or CPU, sets the pace of a backfill."""
+    sandbox = SandboxProcess(
+        "--events-per-day", "3000", "--prepare-seconds", "0.5", "--page-delay", "0.4", *order
+    )
+    try:
+        walls: dict[int, list[float]] = {1: [], 3: []}
+        for _ in range(repeats):
+            for concurrency in (1, 3):
+                config = write_config(
+                    work,
+                    f"latency{concurrency}",
+                    **base_config(
+                        sandbox.url,
+                        event_names=["App Launched", "Charged", "Product Viewed"],
+                        start_date="2024-01-01",
+                        end_date="2024-01-02",
+                        batch_size=100,
+                        max_concurrent_requests=concurrency,
+                    ),
+                )
+                wall, _ = timed([sys.executable, "-m", "tap_clevertap", "--config", str(config)])
+                walls[concurrency].append(wall)
+        ratios = [a / b for a, b in zip(walls[3], walls[1], strict=True)]
+        label = "out of ts order" if order else "in ts order"
+        print(
+            "\n[page latency] 3 events x 2 one-day windows, 3,000 records a day, batch_size 100 "
+            f"(30 pages an export), 400 ms a page, 0.5 s preparation, {label}"
+        )
+        for concurrency, values in walls.items():
+            print(f"  max_concurrent_requests={concurrency}: wall {spread(values, ' s')}")
+        print(
+            f"  wall ratio (3 / 1)     min {min(ratios):.2f} / median {statistics.median(ratios):.2f}"
+            f" / max {max(ratios):.2f}"
+        )
+    finally:
+        sandbox.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
@@ -278,7 +317,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--memory-records-per-day", type=int, default=100_000)
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["throughput", "memory", "overlap", "airbyte"]
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["throughput", "memory", "overlap", "airbyte", "latency"],
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -287,6 +329,8 @@ def main() -> None:
             throughput(work, args.repeats, args.records_per_day, args.days)
         if "airbyte" not in args.skip:
             airbyte(work, args.repeats, args.records_per_day, args.days)
+        if "latency" not in args.skip:
+            page_latency(work, max(1, args.repeats // 2), [])
         if "overlap" not in args.skip:
             overlap(work, max(1, args.repeats // 2))
         if "memory" not in args.skip:

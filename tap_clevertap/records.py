@@ -21,7 +21,8 @@ import datetime as dt
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -122,47 +123,108 @@ def ecmascript_number(value: float) -> str:
     return sign + text
 
 
-class EventsOutOfOrder(Exception):
-    """Records of one window arrived out of `ts` order.
-
-    The bounded copy counter cannot number their copies: the window must be read again with
-    `CopyCounter(remember_all=True)`.
-    """
-
-
 class CopyCounter:
-    """Numbers identical events 1, 2, 3, ... within one export window.
+    """Numbers identical events 1, 2, 3, ... within one export window, in arrival order.
 
     Identical events share their `ts`, so while records arrive ordered by `ts` it is enough
-    to count within the current second: memory stays at one second's events, whatever the
-    size of the export. `remember_all=True` keeps every second (memory grows with the
-    window) for exports that arrive unordered.
+    to count within the current second, by canonical content. CleverTap does not promise that
+    order (its pages look assembled from 23 storage buckets), and it is only noticed late, so
+    every event also leaves an 8-byte digest (8 bytes an event). At the first event out of
+    order the digests become a `DigestCounts` table (8-22 bytes an event) that numbers the
+    rest of the window: the window is read once whatever its order, and numbered as the
+    ordered path would have numbered it.
+
+    The digest is the first 8 bytes of the event's copy-1 id (SHA-256): two different events
+    of one window share it with a probability of about n**2 / 2**65 (3e-6 for ten million
+    events), and since it is deterministic, a rerun numbers them the same way.
     """
 
-    def __init__(self, *, remember_all: bool = False) -> None:
-        """Count from nothing; `remember_all` keeps every second of the window."""
-        self.remember_all = remember_all
+    def __init__(self) -> None:
+        """Count from nothing."""
         self._current_ts: Any = None
-        self._counts: dict[Any, int] = {}
+        self._counts: dict[bytes, int] = {}  # the current second's events, by content
+        self._digests: bytearray | None = bytearray()  # every event's digest, while ordered
+        self._table: DigestCounts | None = None  # after the first event out of order
 
-    def next_copy(self, ts: Any, content: bytes) -> int:
-        """The copy number of the event with this `ts` and canonical `content`.
+    @property
+    def ordered(self) -> bool:
+        """No event of the window so far arrived before the second of the one before it."""
+        return self._table is None
 
-        Raises:
-            EventsOutOfOrder: `ts` is before the current second (bounded counting only).
+    def next_copy(self, ts: Any, content: bytes, digest: bytes) -> int:
+        """The copy number of the event with this `ts`, canonical `content` and `digest`.
+
+        `digest` is 8 bytes that identify `content` (see the class docstring).
         """
-        if self.remember_all:
-            key: Any = hashlib.sha256(content).digest()
-        else:
-            if ts != self._current_ts:
-                if self._current_ts is not None and _ts_before(ts, self._current_ts):
-                    raise EventsOutOfOrder(f"ts {ts} arrived after ts {self._current_ts}")
-                self._current_ts = ts
-                self._counts.clear()
-            key = content
-        copy = self._counts.get(key, 0) + 1
-        self._counts[key] = copy
+        table = self._table
+        if table is not None:
+            return table.add(digest)
+        if ts != self._current_ts:
+            if self._current_ts is not None and _ts_before(ts, self._current_ts):
+                return self._unordered().add(digest)
+            self._current_ts = ts
+            self._counts.clear()
+        copy = self._counts.get(content, 0) + 1
+        self._counts[content] = copy
+        self._digests += digest  # type: ignore[operator]  # bytearray while ordered
         return copy
+
+    def _unordered(self) -> DigestCounts:
+        """Switch to the digest table, with every event seen so far."""
+        table = DigestCounts(memoryview(self._digests or b"").cast("Q"))
+        self._table, self._digests = table, None
+        self._counts.clear()
+        return table
+
+
+class DigestCounts:
+    """How often each 8-byte digest was seen: an open-addressing table in an array.
+
+    8 bytes a slot, at most 3/4 full (8-22 bytes a digest counting growth), plus a dict for
+    the digests seen more than once (few: identical events are rare).
+    """
+
+    def __init__(self, digests: Iterable[int] = ()) -> None:
+        """A table of `digests`, each counted as seen once more."""
+        self._keys = array("Q", bytes(8 * 1024))
+        self._mask = 1023
+        self._used = 0
+        self._repeats: dict[int, int] = {}
+        for key in digests:
+            self._count(key or 1)
+
+    def add(self, digest: bytes) -> int:
+        """Count `digest` once more; how many times it has now been seen."""
+        return self._count(int.from_bytes(digest, "little") or 1)  # 0 marks an empty slot
+
+    def _count(self, key: int) -> int:
+        keys, mask = self._keys, self._mask
+        slot = key & mask
+        while True:
+            found = keys[slot]
+            if found == key:
+                seen = self._repeats.get(key, 1) + 1
+                self._repeats[key] = seen
+                return seen
+            if not found:
+                break
+            slot = (slot + 1) & mask
+        keys[slot] = key
+        self._used += 1
+        if self._used * 4 > len(keys) * 3:
+            self._grow()
+        return 1
+
+    def _grow(self) -> None:
+        old = self._keys
+        self._keys = keys = array("Q", bytes(16 * len(old)))
+        self._mask = mask = len(keys) - 1
+        for key in old:
+            if key:
+                slot = key & mask
+                while keys[slot]:
+                    slot = (slot + 1) & mask
+                keys[slot] = key
 
 
 def _ts_before(a: Any, b: Any) -> bool:
@@ -347,13 +409,12 @@ class RecordShaper:
         event_name: str,
         times: EventTimes,
         *,
-        remember_all: bool = False,
         fold_schema: Mapping[str, Any] | None = None,
     ) -> None:
         """A shaper for one attempt at one window of `event_name`."""
         self.event_name = event_name
         self.times = times
-        self.copies = CopyCounter(remember_all=remember_all)
+        self.copies = CopyCounter()
         self.fold_schema = fold_schema
 
     def shape_page(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -366,12 +427,14 @@ class RecordShaper:
         for raw in records:
             ts = raw.get("ts")
             identity = identity_array(name, raw)
-            copy = next_copy(ts, identity)
+            # JCS text of [event_name, objectId, ts, event_props, session_props, copy]
+            first = sha256(identity[:-1] + b",1]").digest()
+            copy = next_copy(ts, identity, first[:8])
             raw["event_name"] = name
             raw["event_time"] = utc_iso(ts)
-            # JCS text of [event_name, objectId, ts, event_props, session_props, copy]
-            tail = b",1]" if copy == 1 else b",%d]" % copy
-            raw["event_id"] = sha256(identity[:-1] + tail).hexdigest()
+            raw["event_id"] = (
+                first.hex() if copy == 1 else sha256(identity[:-1] + b",%d]" % copy).hexdigest()
+            )
             if fold_schema is not None:
                 fold_unlisted(raw, fold_schema, EXTRA_KEY)
         return records

@@ -18,7 +18,7 @@ import pytest
 from tap_clevertap.records import (
     _GENERAL,
     CopyCounter,
-    EventsOutOfOrder,
+    DigestCounts,
     EventTimes,
     RecordShaper,
     _orjson_ready,
@@ -134,24 +134,61 @@ def test_canonical_json_sorts_by_utf16_and_escapes_minimally() -> None:
     assert canonical_json({2: "x", "10": None}) == '{"10":null,"2":"x"}'  # keys as text
 
 
-def test_copy_counter_is_bounded_while_ordered_and_detects_disorder() -> None:
+def _digest(content: bytes) -> bytes:
+    return hashlib.sha256(content).digest()[:8]
+
+
+def test_copy_counter_is_bounded_while_ordered() -> None:
     counter = CopyCounter()
-    assert [
-        counter.next_copy(10, b"a"),
-        counter.next_copy(10, b"a"),
-        counter.next_copy(10, b"b"),
-    ] == [
-        1,
-        2,
-        1,
-    ]
-    assert counter.next_copy(11, b"a") == 1
+    assert [counter.next_copy(10, c, _digest(c)) for c in (b"10a", b"10a", b"10b")] == [1, 2, 1]
+    assert counter.next_copy(11, b"11a", _digest(b"11a")) == 1
     assert len(counter._counts) == 1  # only the current second is remembered
-    with pytest.raises(EventsOutOfOrder):
-        counter.next_copy(10, b"a")
+    assert counter.ordered
+
+
+def test_copy_counter_numbers_events_out_of_order_as_in_order() -> None:
     # Real content always includes ts (see identity_array).
-    everything = CopyCounter(remember_all=True)
-    assert [everything.next_copy(t, b"%d|a" % t) for t in (11, 10, 11)] == [1, 1, 2]
+    events = [(ts, b"%d|%s" % (ts, kind)) for ts in range(100, 160) for kind in (b"a", b"b")]
+    events += [events[7], events[7], events[50], events[99]]  # copies, in order of arrival
+    ordered = sorted(events)
+    counter = CopyCounter()
+    expected = [counter.next_copy(ts, c, _digest(c)) for ts, c in ordered]
+    assert counter.ordered
+    assert sorted(expected) == [1] * 120 + [2, 2, 2, 3]
+    for shuffle_seed in range(5):
+        arrival = list(ordered)
+        random.Random(shuffle_seed).shuffle(arrival)
+        counter = CopyCounter()
+        got = {}
+        for ts, c in arrival:
+            copy = counter.next_copy(ts, c, _digest(c))
+            assert (c, copy) not in got, "two events of a window with one id"
+            got[(c, copy)] = True
+        assert not counter.ordered
+        # Copies are numbered in arrival order: the multiset of (content, copy) is the same.
+        assert sorted(got) == sorted(zip([c for _, c in ordered], expected, strict=True))
+
+
+def test_copy_counter_switches_to_the_table_late_without_renumbering() -> None:
+    counter = CopyCounter()
+    first = [counter.next_copy(ts, b"%d" % ts, _digest(b"%d" % ts)) for ts in range(5000)]
+    assert first == [1] * 5000
+    assert counter.ordered
+    # Disorder noticed after 5,000 events: those already counted are remembered.
+    assert counter.next_copy(17, b"17", _digest(b"17")) == 2
+    assert not counter.ordered
+    assert counter.next_copy(4999, b"4999", _digest(b"4999")) == 2
+    assert counter.next_copy(17, b"17", _digest(b"17")) == 3
+    assert counter.next_copy(6000, b"6000", _digest(b"6000")) == 1
+
+
+def test_digest_counts_stay_compact() -> None:
+    table = DigestCounts()
+    for number in range(200_000):
+        assert table.add(hashlib.sha256(b"%d" % number).digest()[:8]) == 1
+    assert table.add(hashlib.sha256(b"7").digest()[:8]) == 2
+    # 8 bytes a slot, at most 3/4 full: at most ~22 bytes a digest right after growing.
+    assert table._keys.itemsize * len(table._keys) / 200_000 <= 22
 
 
 @pytest.mark.parametrize(

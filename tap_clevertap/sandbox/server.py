@@ -107,7 +107,7 @@ class SandboxSettings:
     max_concurrent: int = 3
     cursor_idle_seconds: float = 3600.0
     cursor_max_age_seconds: float = 4 * 3600.0
-    unordered: bool = False  # serve each day's events out of ts order
+    unordered: bool = False  # serve each day's events shuffled (out of ts order)
     schema_shuffle_seed: int | None = None  # getSchema lists its items in a shuffled order
     cursor_bytes: int = 1200  # real cursors are ~1.5-2.4 KB once encoded
 
@@ -249,7 +249,8 @@ class SandboxServer:
         if export.kind == "events":
             rows = self.data.events(export.event_name, export.days[segment], **export.flags)
             if self.settings.unordered:
-                rows.reverse()
+                # Shuffled, the same way each time the day is asked for.
+                random.Random(export.days[segment].toordinal()).shuffle(rows)
         else:
             rows = self.data.profiles(
                 export.event_name, export.days[0], export.days[-1], **export.flags

@@ -59,14 +59,11 @@ class EventStream(WindowedExportStream):
         }
 
     @override
-    def new_shaper(
-        self, context: Context, window: Window, *, count_whole_window: bool
-    ) -> RecordShaper:
+    def new_shaper(self, context: Context, window: Window) -> RecordShaper:
         # A fresh shaper per attempt: copies are numbered from 1 again, ids do not change.
         return RecordShaper(
             self.event_name,
             self._times,
-            remember_all=count_whole_window,
             fold_schema=self._fold_schema,
         )
 

@@ -100,9 +100,7 @@ class ProfileStream(WindowedExportStream):
         }
 
     @override
-    def new_shaper(
-        self, context: Context, window: Window, *, count_whole_window: bool
-    ) -> ProfileShaper:
+    def new_shaper(self, context: Context, window: Window) -> ProfileShaper:
         return ProfileShaper(window, self.count_skipped)
 
     def count_skipped(self, count: int) -> None:

@@ -23,7 +23,6 @@ from typing_extensions import override
 from tap_clevertap.client import CleverTapExportStream
 from tap_clevertap.config import parse_date
 from tap_clevertap.errors import CleverTapError, CursorRejected, ExportRefused, Refusals
-from tap_clevertap.records import EventsOutOfOrder
 from tap_clevertap.windows import (
     Window,
     bookmark_after,
@@ -68,28 +67,24 @@ class PageShaper(Protocol):
 
 @dataclass
 class WindowRestarts:
-    """When an export is requested again from step 1, and how its copies are then numbered.
+    """When an export is requested again from step 1.
 
-    A refused or expired cursor (`code` 3) restarts the export, at most `limit` times. Events
-    that arrive out of `ts` order restart it once, numbering copies over the whole window.
-    Either way the export's records come again with the same ids.
+    A refused or expired cursor (`code` 3) restarts the export, at most `limit` times; its
+    records then come again with the same ids. (Events out of `ts` order do not: see
+    `records.CopyCounter`.)
     """
 
     limit: int
     restarts: int = 0
-    count_whole_window: bool = False
 
     @property
     def first_attempt(self) -> bool:
         """No restart yet: the export may have been opened ahead."""
-        return self.restarts == 0 and not self.count_whole_window
+        return self.restarts == 0
 
-    def restart_after(self, exc: Exception) -> str:
+    def restart_after(self, exc: CursorRejected) -> str:
         """Record a restart caused by `exc` and say why; re-raise when none is left."""
-        if isinstance(exc, EventsOutOfOrder) and not self.count_whole_window:
-            self.count_whole_window = True
-            return f"events out of ts order ({exc}); counting copies over the window"
-        if isinstance(exc, CursorRejected) and self.restarts < self.limit:
+        if self.restarts < self.limit:
             self.restarts += 1
             return str(exc)
         raise exc
@@ -139,9 +134,7 @@ class WindowedExportStream(CleverTapExportStream):
         """The event names whose exports this stream reads, in order."""
 
     @abc.abstractmethod
-    def new_shaper(
-        self, context: Context, window: Window, *, count_whole_window: bool
-    ) -> PageShaper:
+    def new_shaper(self, context: Context, window: Window) -> PageShaper:
         """A shaper for one attempt at the export of `context` in `window`."""
 
     @property
@@ -363,9 +356,7 @@ class WindowedExportStream(CleverTapExportStream):
         restarts = WindowRestarts(limit=self.config["max_window_restarts"])
         key = self.export_key(context)
         while True:
-            shaper = self.new_shaper(
-                context, window, count_whole_window=restarts.count_whole_window
-            )
+            shaper = self.new_shaper(context, window)
             emitted = 0
             try:
                 opened = (
@@ -378,7 +369,7 @@ class WindowedExportStream(CleverTapExportStream):
                     del response  # its body (MBs) need not outlive the parse of the next
                     emitted += len(page)
                     yield page
-            except (CursorRejected, EventsOutOfOrder) as exc:
+            except CursorRejected as exc:
                 reason = restarts.restart_after(exc)
             else:
                 return
