@@ -297,6 +297,7 @@ def read(config: dict[str, Any], configured_catalog: dict[str, Any], state: Any)
     state_in = {"bookmarks": {s: b for s, b in bookmarks.items() if modes.get(s) == "incremental"}}
     output = AirbyteOutput(set(modes), state_in)
     failed = True
+    tap: TapClevertap | None = None
     with _logs_to(output):
         try:
             tap = TapClevertap(config=config, state=state_in, message_writer=output)
@@ -314,6 +315,9 @@ def read(config: dict[str, Any], configured_catalog: dict[str, Any], state: Any)
             if failed:
                 output.finish(failed=True)
             return _report(output, exc)
+        finally:
+            if tap is not None:
+                tap.exports.stop()  # pages read ahead and their spool go, whatever happened
     return 0
 
 

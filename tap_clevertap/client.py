@@ -37,12 +37,14 @@ from tap_clevertap.errors import (
     describe,
 )
 from tap_clevertap.pagination import CursorPaginator
-from tap_clevertap.wire import read_whole_body, response_body
+from tap_clevertap.wire import parse_body, read_whole_body, response_body, response_head
 
 if TYPE_CHECKING:
     from backoff.types import Details
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
+
+    from tap_clevertap.exports import FetchedPage
 
     RequestFunc = Callable[[requests.PreparedRequest, Context | None], requests.Response]
 
@@ -54,16 +56,10 @@ SCHEMA_PATH = "/getSchema"  # no /1/ prefix
 CODE_THROTTLED = 1
 CODE_IN_PROGRESS = 2
 CODE_INCORRECT_USAGE = 3
+# Waits while an export is prepared: `export_poll_seconds` (1 s), x1.5 each time, at most 60 s.
 POLL_GROWTH = 1.5
 POLL_MAX_WAIT = 60.0
 RETRY_MAX_WAIT = 300.0
-
-# Bodies fetched ahead and larger than this are left unparsed by the thread that fetched them:
-# a parsed 5,000-record page takes ~12 MB, and the thread that reads the page parses it anyway.
-LARGE_BODY_BYTES = 64 * 1024
-
-# An export's paginator and its latest response.
-Page = tuple[CursorPaginator, requests.Response]
 
 
 class CleverTapAuth(requests.auth.AuthBase):
@@ -103,9 +99,10 @@ class CleverTapStream(RESTStream[str | None]):
         """A stream whose requests share `request_slots` with the tap's other streams."""
         super().__init__(tap, name=name, schema=schema)
         self.request_slots = request_slots
-        # Requests sent by a thread fetching ahead: a large successful body is checked by the
-        # thread that reads it (`checked_page`), not parsed where it was fetched.
-        self._checked_by_reader: weakref.WeakSet[requests.PreparedRequest] = weakref.WeakSet()
+        # Requests whose answer is validated parsed in full (`send`, pages fetched again).
+        # Export pages are validated from `page_head`: their records are parsed once, by the
+        # thread that writes them (`page_records`).
+        self._parsed_whole: weakref.WeakSet[requests.PreparedRequest] = weakref.WeakSet()
 
     @property
     @override
@@ -137,8 +134,10 @@ class CleverTapStream(RESTStream[str | None]):
         return cast("int", seconds(self.config, "request_timeout"))
 
     def send(self, request: HTTPRequest, context: Context | None) -> requests.Response:
-        """The response to `request`, with the retries, polling and request slots."""
-        return self._send(self.prepare(request), context)
+        """The response to `request`, parsed in full, with the retries, polling and slots."""
+        prepared = self.prepare(request)
+        self._parsed_whole.add(prepared)
+        return self._send(prepared, context)
 
     def prepare(self, request: HTTPRequest) -> requests.PreparedRequest:
         """`request` as `requests` sends it, authenticated.
@@ -157,27 +156,25 @@ class CleverTapStream(RESTStream[str | None]):
     # --- response validation -----------------------------------------------------------
 
     @override
-    def validate_response(self, response: requests.Response, *, whole: bool = False) -> None:
+    def validate_response(self, response: requests.Response) -> None:
         """Raise for anything but a usable answer; see the README's failure table.
 
-        A large successful body fetched ahead is left for `checked_page` (`whole=True`).
+        An export page is judged by its `page_head` (status, code, cursors), without parsing
+        its records; other answers are parsed in full.
         """
         status = response.status_code
-        body_bytes = read_whole_body(response)
-        if (
-            not whole
-            and status == 200
-            and len(body_bytes) > LARGE_BODY_BYTES
-            and response.request in self._checked_by_reader
-        ):
-            return
+        read_whole_body(response)
         if status in (401, 403):
             raise CredentialsRefused(
                 f"CleverTap refused the credentials (HTTP {status}): check account_id and "
                 "passcode, and that region/api_url is the account's region"
             )
         try:
-            body = response_body(response)
+            body = (
+                response_body(response)
+                if response.request in self._parsed_whole
+                else response_head(response)
+            )
         except InvalidBody as exc:
             reason = f"CleverTap answered HTTP {status} with a body that is {exc}"
             if status == 429 or status >= 500 or status < 400:
@@ -349,17 +346,12 @@ class CleverTapExportStream(CleverTapStream):
     # --- one export: step 1 and the pages ------------------------------------------------
 
     def open_export(
-        self,
-        context: Context,
-        on_cursor: Callable[[], None] | None = None,
-        *,
-        ahead: bool = False,
-    ) -> Page:
+        self, context: Context, on_cursor: Callable[[], None] | None = None
+    ) -> tuple[CursorPaginator, requests.Response]:
         """Step 1 (POST for a cursor), then the export's first page, polled until ready.
 
         `on_cursor` is called once step 1 gave a cursor (CleverTap did not refuse the
-        event), before the export is prepared. With `ahead` (a thread opening the export
-        before it is read), see `fetch_page`.
+        event), before the export is prepared.
         """
         paginator = self.get_new_paginator()
         paginator.advance(self.fetch_page(paginator, context))
@@ -367,58 +359,62 @@ class CleverTapExportStream(CleverTapStream):
             raise CleverTapError("CleverTap answered the export request without a cursor")
         if on_cursor is not None:
             on_cursor()
-        return paginator, self.fetch_page(paginator, context, ahead=ahead)
+        return paginator, self.fetch_page(paginator, context)
 
-    def fetch_page(
-        self, paginator: CursorPaginator, context: Context, *, ahead: bool = False
-    ) -> requests.Response:
+    def fetch_page(self, paginator: CursorPaginator, context: Context) -> requests.Response:
         """The response at the paginator's position, with the retries and polling.
 
-        Step 1's POST while the paginator has no cursor, then the page at its cursor. With
-        `ahead` (fetched by a thread for a page that is read later), a large successful
-        body is left unparsed: `checked_page` parses and validates it in the reading thread.
+        Step 1's POST while the paginator has no cursor, then the page at its cursor.
         """
-        request = self.get_http_request(
-            page=PageContext(stream_context=context, next_page_token=paginator.current_value)
+        return self._send(
+            self.prepare(self._page_request(paginator.current_value, context)), context
         )
-        prepared = self.prepare(request)
-        if ahead:
-            self._checked_by_reader.add(prepared)
-        return self._send(prepared, context)
 
-    def checked_page(
-        self, paginator: CursorPaginator, response: requests.Response, context: Context
-    ) -> requests.Response:
-        """The response, validated in full (parsed here if it was fetched ahead unparsed).
+    def page_records(self, page: FetchedPage, context: Context) -> list[dict[str, Any]]:
+        """The page's records, its body parsed in full here, in the thread that writes them.
 
-        If that fails, the page is requested again, with the usual retries and polling.
+        A body that does not parse is fetched again (with the usual retries and polling).
+
+        Raises:
+            CursorRejected: the page does not lead to the cursor that was followed after
+                it (read ahead from a body that was not what it seemed): the export is
+                requested again from step 1.
         """
         try:
-            self.validate_response(response, whole=True)
-        except (RetriableAPIError, ExportNotReady) as exc:
+            body = parse_body(page.body)
+        except InvalidBody as exc:
             self.log(
-                "A page read ahead failed validation (%s); requesting it again",
-                describe(exc),
+                "A page of %s could not be parsed (%s); requesting it again",
+                _export_name(context),
+                exc,
                 level=logging.WARNING,
             )
-            return self.fetch_page(paginator, context)
-        return response
+            prepared = self.prepare(self._page_request(page.cursor, context))
+            self._parsed_whole.add(prepared)
+            body = response_body(self._send(prepared, context))
+        if (body.get("next_cursor") or None) != page.next_cursor:
+            raise CursorRejected("a page's next_cursor is not the cursor read ahead after it")
+        # The last page may be just {"status": "success"} without a records key.
+        records: list[dict[str, Any]] = body.get("records") or []
+        return records
+
+    def _page_request(self, cursor: str | None, context: Context) -> HTTPRequest:
+        return self.get_http_request(
+            page=PageContext(stream_context=context, next_page_token=cursor)
+        )
 
     @override
     def get_new_paginator(self) -> CursorPaginator:
         return CursorPaginator()
 
-    @override
-    def parse_response(self, response: requests.Response) -> list[dict[str, Any]]:
-        # The last page may be just {"status": "success"} without a records key.
-        records: list[dict[str, Any]] = response_body(response).get("records") or []
-        return records
-
 
 def _export_of(details: Details) -> str:
     """The export a backoff callback is about, from the decorated call's context."""
     args = details.get("args") or ()
-    context = args[1] if len(args) > 1 else None
+    return _export_name(args[1] if len(args) > 1 else None)
+
+
+def _export_name(context: object) -> str:
     if isinstance(context, dict) and "from" in context:
         return f"{context['event_name']!r} {context['from']}..{context['to']}"
     return ""

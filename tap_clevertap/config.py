@@ -211,8 +211,11 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
         "export_poll_seconds",
         th.NumberType(minimum=0),
-        default=5,
-        description="First wait while an export is being prepared (`code` 2); grows to 60.",
+        default=1,
+        description=(
+            "First wait while an export is being prepared (`code` 2); each next wait is 1.5 "
+            "times longer, up to 60 s."
+        ),
     ),
     th.Property(
         "export_wait_timeout",
@@ -226,14 +229,39 @@ CONFIG_SCHEMA = th.PropertiesList(
         default=3,
         description=(
             "HTTP requests in flight at once (CleverTap allows 3 per account). Above 1, "
-            "exports are prepared ahead and the next page is fetched while one is written."
+            "the exports after the one being written are prepared and read ahead."
         ),
     ),
     th.Property(
         "max_exports_ahead",
         th.IntegerType(minimum=0),
         default=2,
-        description="Exports opened ahead of the one being read (each holds a cursor).",
+        description=(
+            "Exports read ahead at once besides the one being written (each holds a cursor)."
+        ),
+    ),
+    th.Property(
+        "spool_memory_bytes",
+        th.IntegerType(minimum=0),
+        default=16 * 2**20,
+        description="Bytes of pages read ahead kept in memory before they go to files.",
+    ),
+    th.Property(
+        "spool_disk_bytes",
+        th.IntegerType(minimum=0),
+        default=4 * 2**30,
+        description=(
+            "Bytes of pages read ahead kept in temporary files; when both budgets are used, "
+            "reading ahead pauses."
+        ),
+    ),
+    th.Property(
+        "spool_dir",
+        th.StringType,
+        description=(
+            "Where the files of pages read ahead go (a private directory per run, removed at "
+            "the end); default: the system's temporary directory."
+        ),
     ),
     th.Property(
         "max_window_restarts",

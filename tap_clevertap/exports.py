@@ -1,16 +1,25 @@
-"""Keeping CleverTap busy: exports prepared ahead and pages fetched ahead.
+"""Keeping CleverTap busy: exports opened and read ahead, up to the account's request limit.
 
-CleverTap prepares an export after the step-1 POST and answers `code` 2 until it is ready.
-Done one after another, a backfill spends most of its time waiting. Here the next exports (of
-this stream and of the streams to come, in the order the tap will read them) are opened in
-background threads while the current one is drained, and the next page of an export is
-fetched while the current page is written. Records are still emitted by the main thread, one
-window after another, so STATE and ordering are exactly as without this.
+CleverTap prepares an export after the step-1 POST (answering `code` 2 until it is ready),
+then serves it a page at a time, each page taking its own round trip. Done one after
+another, a backfill waits on preparation and then on page latency. Here each export is read
+by its own thread (`_Reader`): step 1, polling, then following its cursors, each page's raw
+body put in the spool (`spool.py`). While the writing thread drains one export, the next ones
+in the order the tap will read them (`Plan`: every window of every selected stream) are read
+ahead, so that up to `max_concurrent_requests` requests are busy whenever there is work.
 
-Limits: at most `max_concurrent_requests` HTTP requests in flight (CleverTap allows 3 per
-account; a slot is held only during a request, not while waiting to retry or poll), and at
-most `max_exports_ahead` exports opened ahead (each holds a cursor, which expires when idle).
-With `max_concurrent_requests` 1 nothing runs ahead: one request at a time.
+Records are still emitted by the writing thread only, one export after another in plan order,
+and each page is parsed there, once: STATE and ordering are exactly as without this.
+
+Limits:
+- at most `max_concurrent_requests` HTTP requests in flight (CleverTap allows 3 per account;
+  a slot is held only during a request, not while waiting to retry or poll: `client.py`);
+- at most `max_exports_ahead` exports being read ahead at once, besides the current one (an
+  export whose pages are all spooled no longer counts), and none more than
+  `LOOKAHEAD_EXPORTS` exports beyond the current one;
+- the spool's budgets: when they are used up, reading ahead pauses.
+With `max_concurrent_requests` 1 nothing runs ahead and there is no spool: one request at a
+time, in the writing thread.
 
 An event CleverTap refuses to export is refused at its first step-1 POST. So that none of its
 other windows is requested, only an event's first export is opened ahead until CleverTap has
@@ -19,91 +28,160 @@ given one of its exports a cursor (`on_cursor`); its other exports open as soon 
 
 from __future__ import annotations
 
-import queue
+import collections
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tap_clevertap.spool import Spool, SpooledPage
+from tap_clevertap.wire import read_whole_body
 
 if TYPE_CHECKING:
     import requests
 
-    from tap_clevertap.client import Page
     from tap_clevertap.pagination import CursorPaginator
-
-T = TypeVar("T")
 
 # An export's key: (stream name, event name, from, to).
 ExportKey = tuple[str, str, int, int]
-# What opens an export: called with `on_cursor`, which it calls once step 1 gave a cursor.
-Opener = Callable[[Callable[[], None]], "Page"]
-# Every export of the run in reading order, with what opens it ahead.
-Plan = Iterable[tuple[ExportKey, Opener]]
+# Exports read ahead are started among the next this many in the plan, no further.
+LOOKAHEAD_EXPORTS = 64
 
 
-class PageSource(Protocol):
-    """Where an export's pages come from (the stream that reads them)."""
+class ExportSource(Protocol):
+    """What reads an export's pages from CleverTap (the stream the export belongs to)."""
 
-    def fetch_page(
-        self, paginator: CursorPaginator, context: Any, *, ahead: bool = False
-    ) -> requests.Response:
-        """The response at the paginator's position (`ahead`: fetched by a thread)."""
+    def open_export(
+        self, context: Any, on_cursor: Callable[[], None] | None = None
+    ) -> tuple[CursorPaginator, requests.Response]:
+        """Step 1, then the first page: the paginator at it and the response."""
 
-    def checked_page(
-        self, paginator: CursorPaginator, response: requests.Response, context: Any
-    ) -> requests.Response:
-        """The response validated in full in the reading thread (or fetched again)."""
+    def fetch_page(self, paginator: CursorPaginator, context: Any) -> requests.Response:
+        """The response at the paginator's position, with retries and polling."""
 
 
-class _Workers:
-    """Daemon threads running submitted calls.
+# Every export of the run in reading order: its key, its source and its stream context.
+Plan = Iterable[tuple[ExportKey, ExportSource, Any]]
 
-    Daemon, so that a worker sleeping in a 60-second poll never holds the process open after
-    the run ends or fails.
+
+@dataclass(frozen=True)
+class FetchedPage:
+    """One page of an export, as fetched: its raw body and the cursors around it."""
+
+    cursor: str  # the cursor it was fetched with (to fetch it again)
+    next_cursor: str | None  # the cursor followed after it; None on the export's last page
+    body: bytes
+
+
+def read_in_line(
+    source: ExportSource,
+    context: Any,
+    *,
+    on_cursor: Callable[[], None] | None = None,
+    paginator: CursorPaginator | None = None,
+) -> Iterator[FetchedPage]:
+    """An export's pages fetched by the caller, one request at a time.
+
+    From step 1, or from where `paginator` stands (a reader stopped part-way).
+    """
+    if paginator is None:
+        paginator, response = source.open_export(context, on_cursor)
+    else:
+        response = source.fetch_page(paginator, context)
+    while True:
+        page = _advance(paginator, response)
+        del response  # its body is in the page
+        yield page
+        if page.next_cursor is None:
+            return
+        response = source.fetch_page(paginator, context)
+
+
+def _advance(paginator: CursorPaginator, response: requests.Response) -> FetchedPage:
+    """The page `response` holds; the paginator moves on to the cursor after it."""
+    cursor = paginator.current_value or ""
+    paginator.advance(response)
+    next_cursor = None if paginator.finished else paginator.current_value
+    return FetchedPage(cursor, next_cursor, read_whole_body(response))
+
+
+class _Reader:
+    """One export read in its own thread, its pages spooled in order until the last.
+
+    Its state is guarded by the spool's condition, shared with the writer and the other
+    readers.
     """
 
-    def __init__(self, count: int) -> None:
-        """Start `count` threads."""
-        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
-            queue.SimpleQueue()
+    def __init__(
+        self,
+        key: ExportKey,
+        source: ExportSource,
+        context: Any,
+        scheduler: ExportScheduler,
+    ) -> None:
+        """A reader not started yet."""
+        self.key = key
+        self.source = source
+        self.context = context
+        self.scheduler = scheduler
+        self.pages: collections.deque[tuple[str, str | None, SpooledPage]] = collections.deque()
+        self.paginator: CursorPaginator | None = None  # once step 1 gave a cursor
+        self.running = True  # the thread has not ended
+        self.finished = False  # the last page is in `pages`
+        self.error: BaseException | None = None  # what ended the thread, raised to the writer
+        self.cancelled = False
+        self.thread = threading.Thread(
+            target=self._run, name=f"clevertap-read-{key[1]}-{key[2]}", daemon=True
         )
-        self._threads = [
-            threading.Thread(target=self._run, name=f"clevertap-export-{i}", daemon=True)
-            for i in range(count)
-        ]
-        for thread in self._threads:
-            thread.start()
 
-    def submit(self, call: Callable[[], T]) -> Future[T]:
-        """Run `call` in a worker; its result or exception lands in the future."""
-        future: Future[T] = Future()
-        self._tasks.put((future, call))
-        return future
+    def _needed_now(self) -> bool:
+        return self.scheduler.current is self and not self.pages
 
     def _run(self) -> None:
-        while (task := self._tasks.get()) is not None:
-            future, call = task
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(call())
-            except BaseException as exc:
-                future.set_exception(exc)
+        scheduler = self.scheduler
+        spool = scheduler.spool
+        try:
+            on_cursor = partial(scheduler.accept, self.key[:2])
+            paginator, response = self.source.open_export(self.context, on_cursor)
+            self.paginator = paginator
+            while True:
+                page = _advance(paginator, response)
+                del response
+                spooled = spool.put(
+                    page.body, needed_now=self._needed_now, cancelled=lambda: self.cancelled
+                )
+                if spooled is None:
+                    return
+                with spool.changed:
+                    self.pages.append((page.cursor, page.next_cursor, spooled))
+                    self.finished = page.next_cursor is None
+                    spool.changed.notify_all()
+                if self.finished or self.cancelled or not scheduler.reading_ahead:
+                    return
+                response = self.source.fetch_page(paginator, self.context)
+        except BaseException as exc:  # raised in the writing thread when it gets here
+            self.error = exc
+        finally:
+            with spool.changed:
+                self.running = False
+                scheduler.reader_ended()
+                spool.changed.notify_all()
 
-    def stop(self) -> None:
-        """Let each thread finish its current call, then end."""
-        for _ in self._threads:
-            self._tasks.put(None)
+    def cancel(self) -> None:
+        """Stop after the current request; give back the pages spooled (locked)."""
+        self.cancelled = True
+        while self.pages:
+            self.scheduler.spool.release(self.pages.popleft()[2])
 
 
 class ExportScheduler:
-    """Opens exports in plan order, up to `max_exports_ahead` beyond the one being drained.
+    """Reads exports ahead in plan order, within the request limit and the spool's budgets.
 
-    The plan (every window of every selected stream, in the order the tap reads them) is
-    asked of `planner` when the first export is taken: only then are the state and the
-    catalog's selection known. The threads start then too, and stop after the last planned
-    export or a failure (`stop`).
+    The plan is asked of `planner` when the first export is read: only then are the state
+    and the catalog's selection known. Reading ahead stops after the last planned export or
+    a failure (`stop`), and for good, with one WARNING, if the spool cannot write a file.
     """
 
     def __init__(
@@ -112,107 +190,154 @@ class ExportScheduler:
         max_concurrent_requests: int,
         max_exports_ahead: int,
         planner: Callable[[], Plan],
+        spool: Callable[[], Spool],
+        logger: logging.Logger,
     ) -> None:
         """Nothing runs ahead with one request at a time (`max_concurrent_requests` 1)."""
-        self.ahead = max_exports_ahead if max_concurrent_requests > 1 else 0
+        self.ahead = max_exports_ahead
         self.prefetch = max_concurrent_requests > 1
         self._planner: Callable[[], Plan] | None = planner
-        self._workers: _Workers | None = None
-        self._plan: list[tuple[ExportKey, Opener]] = []
+        self._new_spool = spool
+        self.spool = Spool(memory_bytes=0, disk_bytes=0, directory=None)  # until planned
+        self.logger = logger
+        self._plan: list[tuple[ExportKey, ExportSource, Any]] = []
         self._index: dict[ExportKey, int] = {}
-        self._opened: dict[ExportKey, Future[Page]] = {}
+        self._readers: dict[ExportKey, _Reader] = {}  # started ahead, not yet read
+        self._started: set[ExportKey] = set()
         self._accepted: set[tuple[str, str]] = set()  # (stream, event) given a cursor
         self._first: dict[tuple[str, str], ExportKey] = {}  # each (stream, event)'s first
-        self._current: ExportKey | None = None  # the export being drained
-        # Cursors arrive in worker threads too: the bookkeeping above is shared.
-        self._lock = threading.Lock()
+        self.current: _Reader | None = None  # the reader of the export being drained
+        self._current_key: ExportKey | None = None
+        self._warned = False
+        self._stopped = False
+
+    @property
+    def reading_ahead(self) -> bool:
+        """Whether exports are read ahead (until the end, a failure, or a spool failure)."""
+        return self.prefetch and not self._stopped and self.spool.failure is None
 
     def _ensure_planned(self) -> None:
-        """Ask for the plan and start the threads, once, when the first export is taken."""
+        """Ask for the plan and make the spool, once, when the first export is read."""
         if self._planner is None:
             return
         planner, self._planner = self._planner, None
-        for key, open_export in planner():
-            self._index[key] = len(self._plan)
-            self._plan.append((key, open_export))
-            self._first.setdefault(key[:2], key)
         if self.prefetch:
-            self._workers = _Workers(self.ahead + 1)
+            self.spool = self._new_spool()
+        for key, source, context in planner():
+            self._index[key] = len(self._plan)
+            self._plan.append((key, source, context))
+            self._first.setdefault(key[:2], key)
 
-    def take(self, key: ExportKey, open_export: Opener) -> Page:
-        """The export's paginator and first page, opened ahead if it was planned."""
+    def pages(self, key: ExportKey, source: ExportSource, context: Any) -> Iterator[FetchedPage]:
+        """The export's pages in order, read ahead when they can be."""
         self._ensure_planned()
-        with self._lock:
-            planned = key in self._index and self._workers is not None
-            if planned:
-                self._current = key
-                self._open_ahead()
-            future = self._opened.pop(key, None) if planned else None
-        if future is not None:
-            return future.result()
-        return open_export(partial(self._accept, key[:2]))
+        on_cursor = partial(self.accept, key[:2])
+        if not self.reading_ahead:
+            yield from read_in_line(source, context, on_cursor=on_cursor)
+            return
+        changed = self.spool.changed
+        with changed:
+            reader = self._readers.pop(key, None)
+            if reader is None:  # not planned, or read again from step 1 after a failure
+                reader = self._start(key, source, context)
+            self.current, self._current_key = reader, key
+            self._open_ahead()
+            changed.notify_all()
+        try:
+            while True:
+                with changed:
+                    while not reader.pages and reader.running:
+                        changed.wait()
+                    if not reader.pages:
+                        break
+                    cursor, next_cursor, spooled = reader.pages.popleft()
+                yield FetchedPage(cursor, next_cursor, self.spool.take(spooled))
+            if reader.error is not None:
+                raise reader.error
+            if not reader.finished:
+                # Reading ahead stopped part-way: the rest of the export in this thread.
+                self._warn_of_spool_failure()
+                yield from read_in_line(
+                    source, context, on_cursor=on_cursor, paginator=reader.paginator
+                )
+        finally:
+            with changed:
+                reader.cancel()  # nothing left, unless the writer gave up on this export
+                if self.current is reader:
+                    self.current = None
 
-    def _accept(self, group: tuple[str, str]) -> None:
+    def _start(self, key: ExportKey, source: ExportSource, context: Any) -> _Reader:
+        """A reader for the export, in its own thread (locked)."""
+        reader = _Reader(key, source, context, self)
+        self._started.add(key)
+        reader.thread.start()
+        return reader
+
+    def accept(self, group: tuple[str, str]) -> None:
         """CleverTap gave an export of this (stream, event) a cursor: it is not refused."""
-        with self._lock:
+        with self.spool.changed:
             if group not in self._accepted:
                 self._accepted.add(group)
                 self._open_ahead()
 
+    def reader_ended(self) -> None:
+        """A reader's thread ended: another export may be read ahead (locked)."""
+        self._open_ahead()
+
     def _open_ahead(self) -> None:
-        """Open the exports after the current one, within `ahead`, that may open (locked)."""
-        index = self._index.get(self._current) if self._current is not None else None
-        if index is None or self._workers is None:
+        """Start readers for the exports after the current one, within the limits (locked)."""
+        key = self._current_key
+        index = self._index.get(key) if key is not None else None
+        if index is None or not self.reading_ahead:
             return
-        for key, opener in self._plan[index + 1 : index + 1 + self.ahead]:
-            group = key[:2]
-            if key not in self._opened and (group in self._accepted or self._first[group] == key):
-                accept = partial(self._accept, group)
-                self._opened[key] = self._workers.submit(partial(opener, accept))
-
-    def pages(self, first: Page, source: PageSource, context: Any) -> Iterator[requests.Response]:
-        """The export's responses in order, the next one fetched while the caller works.
-
-        Each response is checked by `source.checked_page` in the caller's thread before it is
-        used.
-        """
-        paginator, response = first
-        while True:
-            response = source.checked_page(paginator, response, context)
-            paginator.advance(response)
-            upcoming: Future[requests.Response] | None = None
-            if not paginator.finished and self._workers is not None:
-                upcoming = self._workers.submit(
-                    partial(source.fetch_page, paginator, context, ahead=True)
-                )
-            yield response
-            if paginator.finished:
+        busy = sum(reader.running for reader in self._readers.values())
+        for key, source, context in self._plan[index + 1 : index + 1 + LOOKAHEAD_EXPORTS]:
+            if busy >= self.ahead:
                 return
-            if upcoming is not None:
-                response = upcoming.result()
-            else:
-                response = source.fetch_page(paginator, context)
+            group = key[:2]
+            if key not in self._started and (group in self._accepted or self._first[group] == key):
+                self._readers[key] = self._start(key, source, context)
+                busy += 1
+
+    def _warn_of_spool_failure(self) -> None:
+        failure = self.spool.failure
+        if failure is not None and not self._warned:
+            self._warned = True
+            self.logger.warning(
+                "Pages read ahead could not be written to the spool (%s: %s): reading ahead "
+                "is off for the rest of the run, which goes on one export at a time; check "
+                "spool_dir and its free space",
+                type(failure).__name__,
+                failure,
+            )
 
     def forget(self, stream: str, event_name: str) -> None:
-        """CleverTap refused the event: cancel its exports opened ahead, open no more."""
+        """CleverTap refused the event: stop reading its exports ahead, start no more."""
         group = (stream, event_name)
-        with self._lock:
-            self._plan = [(key, opener) for key, opener in self._plan if key[:2] != group]
-            self._index = {key: number for number, (key, _) in enumerate(self._plan)}
-            for key in [key for key in self._opened if key[:2] == group]:
-                self._opened.pop(key).cancel()
+        with self.spool.changed:
+            self._plan = [entry for entry in self._plan if entry[0][:2] != group]
+            self._index = {entry[0]: number for number, entry in enumerate(self._plan)}
+            for key in [key for key in self._readers if key[:2] == group]:
+                self._readers.pop(key).cancel()
 
     def read(self, key: ExportKey) -> None:
-        """The export has been read to the end; after the last planned one, stop the threads."""
+        """The export has been read to the end; after the last planned one, stop."""
         if self._plan and self._plan[-1][0] == key:
             self.stop()
 
     def stop(self) -> None:
-        """Cancel the exports opened ahead and stop the threads (after a failure too)."""
-        with self._lock:
-            for future in self._opened.values():
-                future.cancel()
-            self._opened.clear()
-            if self._workers is not None:
-                self._workers.stop()
-                self._workers = None
+        """Stop reading ahead, drop what was read ahead and remove the spool (idempotent)."""
+        with self.spool.changed:
+            self._stopped = True
+            for reader in self._readers.values():
+                reader.cancel()
+            self._readers.clear()
+        self._warn_of_spool_failure()
+        if self.spool.disk_peak:
+            self.logger.info(
+                "Pages read ahead used up to %.1f MiB of disk in %s",
+                self.spool.disk_peak / 2**20,
+                self.spool.parent,
+            )
+            self.spool.disk_peak = 0
+        self.spool.close()

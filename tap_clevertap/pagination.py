@@ -8,7 +8,7 @@ from singer_sdk.pagination import BaseAPIPaginator
 from typing_extensions import override
 
 from tap_clevertap.errors import CursorLoopError
-from tap_clevertap.wire import response_body
+from tap_clevertap.wire import response_head
 
 if TYPE_CHECKING:
     import requests
@@ -30,7 +30,7 @@ class CursorPaginator(BaseAPIPaginator[str | None]):
 
     @override
     def get_next(self, response: requests.Response) -> str | None:
-        body = response_body(response)
+        body = response_head(response)
         token = body.get("cursor") if self.current_value is None else body.get("next_cursor")
         if not token:
             return None
@@ -43,7 +43,7 @@ class CursorPaginator(BaseAPIPaginator[str | None]):
 
     @override
     def has_more(self, response: requests.Response) -> bool:
-        body = response_body(response)
+        body = response_head(response)
         key = "cursor" if self.current_value is None else "next_cursor"
         return bool(body.get(key))
 

@@ -187,7 +187,7 @@ class DigestCounts:
     def __init__(self, digests: Iterable[int] = ()) -> None:
         """A table of `digests`, each counted as seen once more."""
         self._keys = array("Q", bytes(8 * 1024))
-        self._mask = 1023
+        self._slots_mask = 1023
         self._used = 0
         self._repeats: dict[int, int] = {}
         for key in digests:
@@ -198,7 +198,7 @@ class DigestCounts:
         return self._count(int.from_bytes(digest, "little") or 1)  # 0 marks an empty slot
 
     def _count(self, key: int) -> int:
-        keys, mask = self._keys, self._mask
+        keys, mask = self._keys, self._slots_mask
         slot = key & mask
         while True:
             found = keys[slot]
@@ -218,7 +218,7 @@ class DigestCounts:
     def _grow(self) -> None:
         old = self._keys
         self._keys = keys = array("Q", bytes(16 * len(old)))
-        self._mask = mask = len(keys) - 1
+        self._slots_mask = mask = len(keys) - 1
         for key in old:
             if key:
                 slot = key & mask

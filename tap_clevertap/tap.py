@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import threading
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import Tap
@@ -28,6 +28,7 @@ from tap_clevertap.discovery import discovered_events, stream_names_for
 from tap_clevertap.errors import CleverTapError, Refusals
 from tap_clevertap.exports import ExportScheduler, Plan
 from tap_clevertap.output import SingerOutput
+from tap_clevertap.spool import Spool
 from tap_clevertap.streams import (
     CatalogStream,
     Collaborators,
@@ -96,11 +97,18 @@ class TapClevertap(Tap):
 
     @cached_property
     def exports(self) -> ExportScheduler:
-        """Opens the exports of every selected stream ahead, in the order they are read."""
+        """Reads the exports of every selected stream ahead, in the order they are read."""
         return ExportScheduler(
             max_concurrent_requests=self.config["max_concurrent_requests"],
             max_exports_ahead=self.config["max_exports_ahead"],
             planner=self._planned_exports,
+            spool=partial(
+                Spool,
+                memory_bytes=self.config["spool_memory_bytes"],
+                disk_bytes=self.config["spool_disk_bytes"],
+                directory=self.config.get("spool_dir"),
+            ),
+            logger=self.logger,
         )
 
     @cached_property
@@ -253,8 +261,11 @@ class TapClevertap(Tap):
                 parse_env_config=config is not None and config.parse_env,
                 validate_config=True,
             )
-            tap.sync_all()
-            tap.finish_run()
+            try:
+                tap.sync_all()
+                tap.finish_run()
+            finally:
+                tap.exports.stop()  # pages read ahead and their spool go, whatever happened
 
     @classmethod
     @override

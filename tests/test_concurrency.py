@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
+from collections import Counter
 from typing import Any
 
 import pytest
 
 from tap_clevertap import client, wire
+from tap_clevertap.records import canonical_json
 from tap_clevertap.sandbox import Fault, SandboxServer
 from tests.conftest import (
     api_requests,
@@ -103,11 +106,10 @@ def test_faults_while_exports_are_prepared_ahead_lose_nothing(sandbox: SandboxSe
     assert_window_order(run.messages)
 
 
-def test_large_pages_read_ahead_are_parsed_by_the_thread_that_reads_them(
+def test_pages_are_parsed_only_by_the_thread_that_writes_them(
     sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A parsed page is ~40 MB at full size: pages fetched ahead wait as bytes.
-    monkeypatch.setattr(client, "LARGE_BODY_BYTES", 2000)
+    # A parsed page is ~12 MB at full size: pages read ahead wait as bytes.
     parsed_in: list[tuple[str, int]] = []
     parse = wire.parse_body
 
@@ -116,28 +118,86 @@ def test_large_pages_read_ahead_are_parsed_by_the_thread_that_reads_them(
         return parse(content)
 
     monkeypatch.setattr(wire, "parse_body", spy)
+    monkeypatch.setattr(client, "parse_body", spy)
+    # Bodies up to _HEAD_BYTES (step 1, failures, the end of an export) are parsed where
+    # they are fetched; the sandbox's pages of 25 events are ~10 KB.
+    monkeypatch.setattr(wire, "_HEAD_BYTES", 4096)
+    sandbox.settings.page_delay = 0.005
     run = run_tap(make_config(sandbox, event_names=THREE_STREAMS))
     assert_all_events(sandbox, run.records())
-    large = [thread for thread, size in parsed_in if size > 2000]
+    large = [thread for thread, size in parsed_in if size > 4096]
     assert len(large) > 20
     assert set(large) == {threading.main_thread().name}
 
 
-def test_a_broken_large_page_read_ahead_is_requested_again(
-    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def _ids_and_contents(records: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(canonical_json(r) for r in records)
+
+
+# Faults on pages read ahead: the second and later pages of exports after the first.
+READ_AHEAD_FAULTS = {
+    "429": Fault("status", status=429, times=2, after=1, event_name="Product Viewed"),
+    "503": Fault("status", status=503, times=2, after=2, event_name="Charged"),
+    "reset": Fault("reset", times=1, after=1, event_name="Product Viewed"),
+    "truncated body": Fault("truncate_page", method="GET", after=1, event_name="Charged"),
+    "cut connection": Fault("cut_page", method="GET", after=2, event_name="Product Viewed"),
+    "garbled records": Fault("garble_page", method="GET", after=1, times=3, event_name="Charged"),
+}
+
+
+@pytest.mark.parametrize("fault", list(READ_AHEAD_FAULTS))
+def test_faults_on_pages_read_ahead_give_the_records_of_one_request_at_a_time(
+    sandbox: SandboxServer, fault: str
 ) -> None:
-    monkeypatch.setattr(client, "LARGE_BODY_BYTES", 1000)
-    # Pages of a day read ahead: the first page of an export opened ahead (day 3), and
-    # the second page of an export, fetched while the first is written (day 4).
-    assert sandbox.data.day_count("App Launched", dt.date(2024, 1, 4)) > 25
-    sandbox.faults += [
-        Fault("truncate_page", method="GET", day=20240103),
-        Fault("truncate_page", method="GET", day=20240104, after=1),
+    config = make_config(sandbox, event_names=THREE_STREAMS, end_date="2024-01-04")
+    sandbox.settings.page_delay = 0.002
+    alone = run_tap(config | {"max_concurrent_requests": 1}).records()
+    sandbox.faults.append(dataclasses.replace(READ_AHEAD_FAULTS[fault]))
+    sandbox.requests.clear()
+    ahead = run_tap(config).records()
+    assert sandbox.faults[0].fired >= 1
+    assert sandbox.max_in_flight_seen == 3
+    assert _ids_and_contents(ahead) == _ids_and_contents(alone)
+    assert all(r.get("status") != 429 or r.get("fault") for r in api_requests(sandbox))
+
+
+def test_an_expired_cursor_read_ahead_restarts_its_window_with_the_same_ids(
+    sandbox: SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config(sandbox, event_names=THREE_STREAMS, end_date="2024-01-04")
+    alone = run_tap(config | {"max_concurrent_requests": 1}).records()
+    sandbox.faults.append(
+        Fault(
+            "fail_code",
+            code=3,
+            error="Incorrect Usage: cursor expired",
+            method="GET",
+            event_name="Product Viewed",
+            day=20240103,
+            after=1,
+        )
+    )
+    ahead = run_tap(config).records()
+    assert "requested again from the start" in caplog.text
+    assert set(_ids_and_contents(ahead)) == set(_ids_and_contents(alone))
+    restarted = [
+        r for r in ahead if r["event_name"] == "Product Viewed" and r["ts"] // 10**6 == 20240103
     ]
-    run = run_tap(make_config(sandbox, event_names=THREE_STREAMS))
-    assert_all_events(sandbox, run.records())
-    assert sum(1 for r in api_requests(sandbox) if r.get("fault") == "truncate_page") == 2
-    assert "A page read ahead failed validation" in caplog.text
+    assert len(restarted) > len({r["event_id"] for r in restarted})  # sent twice, same ids
+
+
+def test_exports_are_drained_up_to_three_at_a_time(sandbox: SandboxServer) -> None:
+    sandbox.settings.page_delay = 0.02
+    config = make_config(sandbox, event_names=THREE_STREAMS, end_date="2024-01-01")
+    run_tap(config | {"batch_size": 5})
+    gets = [r for r in api_requests(sandbox, "GET") if r.get("records")]
+    first_export_done = max(r["started"] for r in gets if r["event_name"] == "App Launched")
+    # Pages of the later exports, beyond their first, fetched while the first is drained.
+    ahead = [
+        r for r in gets if r["event_name"] != "App Launched" and r["started"] < first_export_done
+    ]
+    assert len(ahead) > 2 * 2
+    assert sandbox.max_in_flight_seen == 3
 
 
 def test_an_event_s_later_exports_open_as_soon_as_it_has_a_cursor(sandbox: SandboxServer) -> None:

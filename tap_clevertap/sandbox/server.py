@@ -52,7 +52,9 @@ class Fault:
 
     # status | fail_code | html | truncate | reset | delay | repeat_cursor, and on pages:
     # truncate_page (the real page cut in half, sent as a whole 200 response) and cut_page
-    # (the real page's headers, half its body, then the connection closed); on getSchema:
+    # (the real page's headers, half its body, then the connection closed), garble_page (the
+    # real page with bytes in the middle of its records overwritten: start and end intact);
+    # on getSchema:
     # no_items (a success without the list) and empty_items (an empty list).
     action: str
     method: str | None = None
@@ -530,6 +532,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_page(self, payload: bytes) -> None:
         if self._entry.get("fault") == "truncate_page":
             self._send(200, payload[: len(payload) // 2])
+        elif self._entry.get("fault") == "garble_page":
+            middle = len(payload) // 2
+            self._send(200, payload[:middle] + b'}}"{[' + payload[middle + 5 :])
         elif self._entry.get("fault") == "cut_page":
             self.send_response(200)
             self.send_header("Content-Length", str(len(payload)))

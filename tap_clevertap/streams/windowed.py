@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from singer_sdk.mapper import SameRecordTransform
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context, Record, TapState
 
-    from tap_clevertap.exports import ExportKey, ExportScheduler, Opener
+    from tap_clevertap.exports import ExportKey, ExportScheduler, ExportSource
     from tap_clevertap.output import SingerOutput
 
 # Key of the bookmark in `bookmarks.<stream>`: the last day (YYYYMMDD, account time zone)
@@ -76,11 +76,6 @@ class WindowRestarts:
 
     limit: int
     restarts: int = 0
-
-    @property
-    def first_attempt(self) -> bool:
-        """No restart yet: the export may have been opened ahead."""
-        return self.restarts == 0
 
     def restart_after(self, exc: CursorRejected) -> str:
         """Record a restart caused by `exc` and say why; re-raise when none is left."""
@@ -264,10 +259,10 @@ class WindowedExportStream(CleverTapExportStream):
         """The scheduler's key of an export."""
         return (self.name, context["event_name"], context["from"], context["to"])
 
-    def planned_exports(self, today: dt.date) -> list[tuple[ExportKey, Opener]]:
-        """Every export of the sync in reading order, with what opens it ahead."""
+    def planned_exports(self, today: dt.date) -> list[tuple[ExportKey, ExportSource, Context]]:
+        """Every export of the sync in reading order, with what reads it and its context."""
         return [
-            (self.export_key(context), partial(self.open_export, context, ahead=True))
+            (self.export_key(context), self, context)
             for window in self.plan(today)
             for name in self.event_names
             for context in [self.export_context(name, window)]
@@ -359,14 +354,9 @@ class WindowedExportStream(CleverTapExportStream):
             shaper = self.new_shaper(context, window)
             emitted = 0
             try:
-                opened = (
-                    self.exports.take(key, partial(self.open_export, context))
-                    if restarts.first_attempt
-                    else self.open_export(context)
-                )
-                for response in self.exports.pages(opened, self, context):
-                    page = shaper.shape_page(self.parse_response(response))
-                    del response  # its body (MBs) need not outlive the parse of the next
+                for fetched in self.exports.pages(key, self, context):
+                    page = shaper.shape_page(self.page_records(fetched, context))
+                    del fetched  # its body (MBs) need not outlive the parse of the next
                     emitted += len(page)
                     yield page
             except CursorRejected as exc:
