@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from tap_clevertap.sandbox.process import SandboxProcess
@@ -63,8 +64,11 @@ def base_config(url: str, **extra: object) -> dict[str, object]:
     }
 
 
-def throughput(work: Path, repeats: int, per_day: int, days: int) -> None:
-    sandbox = SandboxProcess("--events-per-day", str(per_day))
+ORDERS = {"in ts order": [], "out of ts order": ["--unordered"]}
+
+
+def throughput(work: Path, repeats: int, per_day: int, days: int, order: str) -> None:
+    sandbox = SandboxProcess("--events-per-day", str(per_day), *ORDERS[order])
     try:
         end = f"2024-01-{days:02d}"
         config = write_config(
@@ -112,7 +116,8 @@ def throughput(work: Path, repeats: int, per_day: int, days: int) -> None:
             rates["tap"].append(records / tap_wall)
             ratios.append(ceiling_wall / tap_wall)
         print(
-            f"\n[throughput] {records:,} records ({days} one-day windows), {repeats} alternating repeats"
+            f"\n[throughput] {records:,} records ({days} one-day windows), {order}, "
+            f"{repeats} alternating repeats"
         )
         for name, values in rates.items():
             print(f"  {name:<11} records/s  {spread(values)}")
@@ -183,21 +188,23 @@ def airbyte(work: Path, repeats: int, per_day: int, days: int) -> None:
 
 
 PEAK_RSS_PROBE = """
-import resource, subprocess, sys, time
+import re, resource, subprocess, sys, time
 start = time.perf_counter()
-subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+run = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+wall = time.perf_counter() - start
+disk = re.findall(rb"used up to ([0-9.]+) MiB of disk", run.stderr)
+print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, float(disk[-1]) if disk else 0)
 """
 
 
-def peak_rss(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and the tap's own peak RSS (MiB), from a fresh wrapper process, so the
-    figure is not the maximum over earlier children."""
+def peak_rss(cmd: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, the tap's own peak RSS (MiB) and the spool's peak disk use (MiB), from a
+    fresh wrapper process, so the figure is not the maximum over earlier children."""
     out = subprocess.run(
         [sys.executable, "-c", PEAK_RSS_PROBE, *cmd], capture_output=True, text=True, check=True
     )
-    wall, rss = out.stdout.split()
-    return float(wall), float(rss)
+    wall, rss, disk = out.stdout.split()
+    return float(wall), float(rss), float(disk)
 
 
 def memory(work: Path, per_day: int, days: int) -> None:
@@ -228,17 +235,62 @@ def memory(work: Path, per_day: int, days: int) -> None:
                     max_concurrent_requests=concurrency,
                 ),
             )
-            wall, rss = peak_rss([sys.executable, "-m", "tap_clevertap", "--config", str(config)])
+            wall, rss, disk = peak_rss(
+                [sys.executable, "-m", "tap_clevertap", "--config", str(config)]
+            )
             print(
-                f"  max_concurrent_requests={concurrency}: peak RSS of the tap {rss:.0f} MiB, {wall:.0f} s"
+                f"  max_concurrent_requests={concurrency}: peak RSS of the tap {rss:.0f} MiB, "
+                f"{wall:.0f} s, spool on disk up to {disk:.0f} MiB"
             )
     finally:
         sandbox.stop()
 
 
-def overlap(work: Path, repeats: int) -> None:
+def post_count(url: str) -> int:
+    """Step-1 POSTs the sandbox has answered so far (its request log)."""
+    with urllib.request.urlopen(f"{url}/_sandbox/requests") as response:
+        entries = json.load(response)["requests"]
+    return sum(1 for entry in entries if entry["method"] == "POST")
+
+
+def one_big_window(work: Path, records: int) -> None:
+    """One one-day window of `records` events, in and out of ts order: one request each?"""
+    print(f"\n[one big window] {records:,} records in one one-day window, batch_size 5000")
+    walls: dict[str, float] = {}
+    for order, flags in ORDERS.items():
+        sandbox = SandboxProcess("--events-per-day", str(records), *flags)
+        try:
+            config = write_config(
+                work,
+                "bigwindow",
+                **base_config(
+                    sandbox.url,
+                    event_names=["Charged"],
+                    start_date="2024-01-01",
+                    end_date="2024-01-01",
+                ),
+            )
+            ceiling = [sys.executable, str(ROOT / "benchmarks" / "ceiling.py")]
+            timed([*ceiling, "--config", str(config), "--parse-only"])  # build the day first
+            before = post_count(sandbox.url)
+            wall, rss, disk = peak_rss(
+                [sys.executable, "-m", "tap_clevertap", "--config", str(config)]
+            )
+            walls[order] = wall
+            print(
+                f"  {order:<16} {records / wall:,.0f} records/s, peak RSS {rss:.0f} MiB, "
+                f"spool on disk up to {disk:.0f} MiB, "
+                f"step-1 POSTs {post_count(sandbox.url) - before}"
+            )
+        finally:
+            sandbox.stop()
+    ordered, unordered = walls["in ts order"], walls["out of ts order"]
+    print(f"  throughput out of order / in order  {ordered / unordered:.2f}")
+
+
+def overlap(work: Path, repeats: int, order: str) -> None:
     sandbox = SandboxProcess(
-        "--events-per-day", "300", "--prepare-seconds", "2", "--page-delay", "0.05"
+        "--events-per-day", "300", "--prepare-seconds", "2", "--page-delay", "0.05", *ORDERS[order]
     )
     try:
         walls: dict[int, list[float]] = {1: [], 3: []}
@@ -260,7 +312,10 @@ def overlap(work: Path, repeats: int) -> None:
                 wall, _ = timed([sys.executable, "-m", "tap_clevertap", "--config", str(config)])
                 walls[concurrency].append(wall)
         ratios = [a / b for a, b in zip(walls[3], walls[1], strict=True)]
-        print("\n[overlap] 3 streams x 7 one-day windows, 2 s export preparation, 50 ms per page")
+        print(
+            "\n[overlap] 3 streams x 7 one-day windows, 2 s export preparation, 50 ms per page, "
+            f"{order}"
+        )
         for concurrency, values in walls.items():
             print(f"  max_concurrent_requests={concurrency}: wall s {spread(values, ' s')}")
         print(
@@ -271,10 +326,16 @@ def overlap(work: Path, repeats: int) -> None:
         sandbox.stop()
 
 
-def page_latency(work: Path, repeats: int, order: list[str]) -> None:
+def page_latency(work: Path, repeats: int, order: str) -> None:
     """Wall time when page latency, not preparation or CPU, sets the pace of a backfill."""
     sandbox = SandboxProcess(
-        "--events-per-day", "3000", "--prepare-seconds", "0.5", "--page-delay", "0.4", *order
+        "--events-per-day",
+        "3000",
+        "--prepare-seconds",
+        "0.5",
+        "--page-delay",
+        "0.4",
+        *ORDERS[order],
     )
     try:
         walls: dict[int, list[float]] = {1: [], 3: []}
@@ -295,7 +356,7 @@ def page_latency(work: Path, repeats: int, order: list[str]) -> None:
                 wall, _ = timed([sys.executable, "-m", "tap_clevertap", "--config", str(config)])
                 walls[concurrency].append(wall)
         ratios = [a / b for a, b in zip(walls[3], walls[1], strict=True)]
-        label = "out of ts order" if order else "in ts order"
+        label = order
         print(
             "\n[page latency] 3 events x 2 one-day windows, 3,000 records a day, batch_size 100 "
             f"(30 pages an export), 400 ms a page, 0.5 s preparation, {label}"
@@ -320,21 +381,27 @@ def main() -> None:
         "--skip",
         nargs="*",
         default=[],
-        choices=["throughput", "memory", "overlap", "airbyte", "latency"],
+        choices=["throughput", "memory", "overlap", "airbyte", "latency", "bigwindow"],
     )
+    parser.add_argument("--big-window-records", type=int, default=1_000_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if "throughput" not in args.skip:
-            throughput(work, args.repeats, args.records_per_day, args.days)
+            for order in ORDERS:
+                throughput(work, args.repeats, args.records_per_day, args.days, order)
         if "airbyte" not in args.skip:
             airbyte(work, args.repeats, args.records_per_day, args.days)
         if "latency" not in args.skip:
-            page_latency(work, max(1, args.repeats // 2), [])
+            for order in ORDERS:
+                page_latency(work, max(1, args.repeats // 2), order)
         if "overlap" not in args.skip:
-            overlap(work, max(1, args.repeats // 2))
+            for order in ORDERS:
+                overlap(work, max(1, args.repeats // 2), order)
         if "memory" not in args.skip:
             memory(work, args.memory_records_per_day, args.days)
+        if "bigwindow" not in args.skip:
+            one_big_window(work, args.big_window_records)
 
 
 if __name__ == "__main__":
