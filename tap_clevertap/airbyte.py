@@ -33,6 +33,7 @@ from tap_clevertap.errors import (
     RetriesExhausted,
 )
 from tap_clevertap.output import SingerOutput, _write_bytes
+from tap_clevertap.runtime import tune_for_a_sync
 from tap_clevertap.streams import WindowedExportStream
 from tap_clevertap.tap import TapClevertap
 
@@ -380,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             with _logs_to(output):
                 output.write_line({"type": "CATALOG", "catalog": catalog(_load(args.config))})
         else:
+            tune_for_a_sync()
             code = read(_load(args.config), _load(args.catalog), _load(args.state))
             sys.exit(code)
     except SystemExit:

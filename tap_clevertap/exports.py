@@ -31,6 +31,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 ExportKey = tuple[str, str, int, int]
 # Exports read ahead are started among the next this many in the plan, no further.
 LOOKAHEAD_EXPORTS = 64
+STOP_GRACE_SECONDS = 2.0
 
 
 class ExportSource(Protocol):
@@ -166,7 +168,7 @@ class _Reader:
         finally:
             with spool.changed:
                 self.running = False
-                scheduler.reader_ended()
+                scheduler.reader_ended(self)
                 spool.changed.notify_all()
 
     def cancel(self) -> None:
@@ -208,6 +210,7 @@ class ExportScheduler:
         self._first: dict[tuple[str, str], ExportKey] = {}  # each (stream, event)'s first
         self.current: _Reader | None = None  # the reader of the export being drained
         self._current_key: ExportKey | None = None
+        self._live: set[_Reader] = set()  # readers whose thread has not ended
         self._warned = False
         self._stopped = False
 
@@ -270,6 +273,7 @@ class ExportScheduler:
         """A reader for the export, in its own thread (locked)."""
         reader = _Reader(key, source, context, self)
         self._started.add(key)
+        self._live.add(reader)
         reader.thread.start()
         return reader
 
@@ -280,8 +284,9 @@ class ExportScheduler:
                 self._accepted.add(group)
                 self._open_ahead()
 
-    def reader_ended(self) -> None:
+    def reader_ended(self, reader: _Reader) -> None:
         """A reader's thread ended: another export may be read ahead (locked)."""
+        self._live.discard(reader)
         self._open_ahead()
 
     def _open_ahead(self) -> None:
@@ -326,12 +331,24 @@ class ExportScheduler:
             self.stop()
 
     def stop(self) -> None:
-        """Stop reading ahead, drop what was read ahead and remove the spool (idempotent)."""
+        """Stop reading ahead, drop what was read ahead and remove the spool (idempotent).
+
+        Requests in flight are given `STOP_GRACE_SECONDS` to end, so that their log lines
+        come before the run's last line rather than after it. (A thread waiting to retry or
+        to poll is left: it is a daemon and ends with the process.)
+        """
         with self.spool.changed:
             self._stopped = True
             for reader in self._readers.values():
                 reader.cancel()
             self._readers.clear()
+            live = list(self._live)
+            for reader in live:
+                reader.cancelled = True
+            self.spool.changed.notify_all()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for reader in live:
+            reader.thread.join(max(0.0, deadline - time.monotonic()))
         self._warn_of_spool_failure()
         if self.spool.disk_peak:
             self.logger.info(

@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import sys
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -186,7 +187,7 @@ class DigestCounts:
 
     def __init__(self, digests: Iterable[int] = ()) -> None:
         """A table of `digests`, each counted as seen once more."""
-        self._keys = array("Q", bytes(8 * 1024))
+        self._keys = array("Q", [0]) * 1024
         self._slots_mask = 1023
         self._used = 0
         self._repeats: dict[int, int] = {}
@@ -195,7 +196,8 @@ class DigestCounts:
 
     def add(self, digest: bytes) -> int:
         """Count `digest` once more; how many times it has now been seen."""
-        return self._count(int.from_bytes(digest, "little") or 1)  # 0 marks an empty slot
+        # Native byte order, as the array of digests counted at the switch reads them.
+        return self._count(int.from_bytes(digest, sys.byteorder) or 1)  # 0: an empty slot
 
     def _count(self, key: int) -> int:
         keys, mask = self._keys, self._slots_mask
@@ -217,7 +219,7 @@ class DigestCounts:
 
     def _grow(self) -> None:
         old = self._keys
-        self._keys = keys = array("Q", bytes(16 * len(old)))
+        self._keys = keys = array("Q", [0]) * (2 * len(old))
         self._slots_mask = mask = len(keys) - 1
         for key in old:
             if key:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from tap_clevertap.discovery import discovered_events, stream_names_for
 from tap_clevertap.errors import CleverTapError, Refusals
 from tap_clevertap.exports import ExportScheduler, Plan
 from tap_clevertap.output import SingerOutput
+from tap_clevertap.runtime import tune_for_a_sync
 from tap_clevertap.spool import Spool
 from tap_clevertap.streams import (
     CatalogStream,
@@ -44,9 +44,6 @@ if TYPE_CHECKING:
     from singer_sdk import Stream
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
 
-# New containers (net of those freed) between collections of the youngest generation.
-YOUNG_GC_THRESHOLD = 100_000
-
 
 class TapClevertap(Tap):
     """Exports CleverTap events (one stream per event), profiles and schema catalogs."""
@@ -54,7 +51,7 @@ class TapClevertap(Tap):
     # (The docstring above is the tap's description in `--about`.) The export streams share
     # collaborators, made here and handed to each stream (`Collaborators`): the request slots
     # (CleverTap allows 3 requests in flight per account), the export scheduler (exports
-    # opened ahead across streams), the Singer output (`SingerOutput`, this tap's message
+    # read ahead across streams), the Singer output (`SingerOutput`, this tap's message
     # writer), the state writer and the refusals.
 
     name = "tap-clevertap"
@@ -241,16 +238,7 @@ class TapClevertap(Tap):
         then `finish_run`, which needs the tap instance the SDK's version keeps to itself.
         tests/test_sdk_contract.py fails if the SDK's steps change.
         """
-        # A sync allocates objects by the million (parsed pages), so the cyclic garbage
-        # collector runs often, and each full pass walks every object the imports created.
-        # Those live as long as the process: frozen, collections skip them (~10% of a run).
-        gc.freeze()
-        # A parsed page of 5,000 events is a tree of 25,000-40,000 containers, which reference
-        # counting frees once the page is written. At the default threshold (700 new
-        # containers) the collector scans it piece by piece while it is parsed, finding
-        # nothing, and moves it to older generations that full collections scan again. Above
-        # a page's worth, a page is usually freed before any collection sees it.
-        gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
+        tune_for_a_sync()
         with one_line_failures(cls.logger):
             super(Tap, cls).invoke(about=about, about_format=about_format)  # --about
             cls.print_version(print_fn=cls.logger.info)

@@ -1,4 +1,4 @@
-"""Exports prepared ahead and pages fetched ahead, within CleverTap's 3 concurrent requests."""
+"""Exports prepared and read ahead, within CleverTap's 3 concurrent requests."""
 
 from __future__ import annotations
 

@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from tap_clevertap.errors import EventsRefused
+from tap_clevertap.runtime import YOUNG_GC_THRESHOLD
 from tap_clevertap.sandbox import SandboxData, SandboxServer
 from tap_clevertap.streams import EventStream
-from tap_clevertap.tap import YOUNG_GC_THRESHOLD
 from tap_clevertap.wire import read_whole_body, response_body
 from tests.conftest import (
     WEEK,

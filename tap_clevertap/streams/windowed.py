@@ -304,7 +304,7 @@ class WindowedExportStream(CleverTapExportStream):
                     self._skip_refused(refused, window)
                     continue
                 except BaseException as exc:
-                    self.exports.stop()  # the exports opened ahead will not be read
+                    self.exports.stop()  # the exports read ahead will not be written
                     if isinstance(exc, CleverTapError):
                         exc.where = f"stream {self.name} ({name!r}), window {window}"
                     raise
