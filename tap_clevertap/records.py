@@ -130,21 +130,22 @@ class CopyCounter:
     Identical events share their `ts`, so while records arrive ordered by `ts` it is enough
     to count within the current second, by canonical content. CleverTap does not promise that
     order (its pages look assembled from 23 storage buckets), and it is only noticed late, so
-    every event also leaves an 8-byte digest (8 bytes an event). At the first event out of
-    order the digests become a `DigestCounts` table (8-22 bytes an event) that numbers the
-    rest of the window: the window is read once whatever its order, and numbered as the
-    ordered path would have numbered it.
+    every event also leaves the first 8 bytes of its digest (`settle`, a page at a time: 8
+    bytes an event). At the first event out of order they become a `DigestCounts` table
+    (8-22 bytes an event) that numbers the rest of the window: the window is read once
+    whatever its order, and numbered as the ordered path would have numbered it.
 
-    The digest is the first 8 bytes of the event's copy-1 id (SHA-256): two different events
-    of one window share it with a probability of about n**2 / 2**65 (3e-6 for ten million
-    events), and since it is deterministic, a rerun numbers them the same way.
+    The digest is the SHA-256 of the event's copy-1 id text: two different events of one
+    window share its first 8 bytes with a probability of about n**2 / 2**65 (3e-6 for ten
+    million events), and since it is deterministic, a rerun numbers them the same way.
     """
 
     def __init__(self) -> None:
         """Count from nothing."""
         self._current_ts: Any = None
         self._counts: dict[bytes, int] = {}  # the current second's events, by content
-        self._digests: bytearray | None = bytearray()  # every event's digest, while ordered
+        self._recent: list[bytes] = []  # digests since the last `settle`, while ordered
+        self._digests = bytearray()  # 8 bytes of each earlier digest, while ordered
         self._table: DigestCounts | None = None  # after the first event out of order
 
     @property
@@ -155,7 +156,7 @@ class CopyCounter:
     def next_copy(self, ts: Any, content: bytes, digest: bytes) -> int:
         """The copy number of the event with this `ts`, canonical `content` and `digest`.
 
-        `digest` is 8 bytes that identify `content` (see the class docstring).
+        `digest` is the 32-byte SHA-256 that identifies `content` (see the class docstring).
         """
         table = self._table
         if table is not None:
@@ -167,13 +168,24 @@ class CopyCounter:
             self._counts.clear()
         copy = self._counts.get(content, 0) + 1
         self._counts[content] = copy
-        self._digests += digest  # type: ignore[operator]  # bytearray while ordered
+        self._recent.append(digest)
         return copy
+
+    def settle(self) -> None:
+        """Keep only 8 bytes of each digest given since the last call (after each page).
+
+        One strided copy for the page, rather than a slice per event in the hot loop.
+        """
+        if self._recent:
+            heads = memoryview(b"".join(self._recent)).cast("Q")[::4]
+            self._digests += heads.tobytes()
+            self._recent.clear()
 
     def _unordered(self) -> DigestCounts:
         """Switch to the digest table, with every event seen so far."""
-        table = DigestCounts(memoryview(self._digests or b"").cast("Q"))
-        self._table, self._digests = table, None
+        self.settle()
+        table = DigestCounts(memoryview(self._digests).cast("Q"))
+        self._table, self._digests = table, bytearray()
         self._counts.clear()
         return table
 
@@ -195,9 +207,9 @@ class DigestCounts:
             self._count(key or 1)
 
     def add(self, digest: bytes) -> int:
-        """Count `digest` once more; how many times it has now been seen."""
+        """Count `digest` (its first 8 bytes) once more; how many times it has now been seen."""
         # Native byte order, as the array of digests counted at the switch reads them.
-        return self._count(int.from_bytes(digest, sys.byteorder) or 1)  # 0: an empty slot
+        return self._count(int.from_bytes(digest[:8], sys.byteorder) or 1)  # 0: empty slot
 
     def _count(self, key: int) -> int:
         keys, mask = self._keys, self._slots_mask
@@ -431,7 +443,7 @@ class RecordShaper:
             identity = identity_array(name, raw)
             # JCS text of [event_name, objectId, ts, event_props, session_props, copy]
             first = sha256(identity[:-1] + b",1]").digest()
-            copy = next_copy(ts, identity, first[:8])
+            copy = next_copy(ts, identity, first)
             raw["event_name"] = name
             raw["event_time"] = utc_iso(ts)
             raw["event_id"] = (
@@ -439,6 +451,7 @@ class RecordShaper:
             )
             if fold_schema is not None:
                 fold_unlisted(raw, fold_schema, EXTRA_KEY)
+        self.copies.settle()
         return records
 
     def shape(self, raw: dict[str, Any]) -> dict[str, Any]:

@@ -13,9 +13,7 @@ import sys
 
 # New containers (net of those freed) between collections of the youngest generation.
 YOUNG_GC_THRESHOLD = 100_000
-# Buffers from this size up get their own memory mapping, given back to the OS when freed.
-MMAP_THRESHOLD_BYTES = 1 << 20
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+_M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
 def tune_for_a_sync() -> None:
@@ -30,22 +28,24 @@ def tune_for_a_sync() -> None:
     # nothing, and moves it to older generations that full collections scan again. Above
     # a page's worth, a page is usually freed before any collection sees it.
     gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
-    _map_large_buffers()
+    _one_heap()
 
 
-def _map_large_buffers() -> None:
-    """Page bodies (MBs each, read by several threads) go back to the OS once freed.
+def _one_heap() -> None:
+    """One C heap for every thread, so that page bodies freed by one are reused by the next.
 
-    glibc raises its mmap threshold to the size of each large buffer freed, up to 32 MB, so
-    after the first page bodies are served from the heaps of the threads that read them
-    (one per thread), where freed memory mostly stays: peak RSS with reading ahead was 40-90
-    MiB higher (benchmarks/bench.py, memory). Setting the threshold fixes it at 1 MiB. Other C
-    libraries (musl) have no mallopt: nothing to do there.
+    glibc gives each thread that allocates its own heap (arena), up to 8 per core. Page
+    bodies (MBs each) are read by the reading threads and freed by the writing thread, so
+    memory freed in one thread's heap sat unused while another's grew: peak RSS with reading
+    ahead was 130-190 MiB for 1,000,000 events over 10 windows, 112 MiB with one heap
+    (benchmarks/bench.py, memory), at the same speed. (Fixing the mmap threshold instead gave
+    ~97 MiB but cost ~6% of throughput in page faults.) Other C libraries (musl) have no
+    mallopt: nothing to do there.
     """
     if not sys.platform.startswith("linux"):
         return
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        libc.mallopt(_M_ARENA_MAX, 1)
     except (OSError, AttributeError):
         pass

@@ -135,7 +135,7 @@ def test_canonical_json_sorts_by_utf16_and_escapes_minimally() -> None:
 
 
 def _digest(content: bytes) -> bytes:
-    return hashlib.sha256(content).digest()[:8]
+    return hashlib.sha256(content).digest()
 
 
 def test_copy_counter_is_bounded_while_ordered() -> None:
@@ -160,7 +160,9 @@ def test_copy_counter_numbers_events_out_of_order_as_in_order() -> None:
         random.Random(shuffle_seed).shuffle(arrival)
         counter = CopyCounter()
         got = {}
-        for ts, c in arrival:
+        for number, (ts, c) in enumerate(arrival):
+            if number % 7 == 0:
+                counter.settle()  # as after each page
             copy = counter.next_copy(ts, c, _digest(c))
             assert (c, copy) not in got, "two events of a window with one id"
             got[(c, copy)] = True
@@ -172,12 +174,16 @@ def test_copy_counter_numbers_events_out_of_order_as_in_order() -> None:
 def test_copy_counter_switches_to_the_table_late_without_renumbering() -> None:
     counter = CopyCounter()
     first = [counter.next_copy(ts, b"%d" % ts, _digest(b"%d" % ts)) for ts in range(5000)]
-    assert first == [1] * 5000
+    counter.settle()
+    first += [counter.next_copy(ts, b"%d" % ts, _digest(b"%d" % ts)) for ts in range(5000, 5003)]
+    assert first == [1] * 5003
     assert counter.ordered
-    # Disorder noticed after 5,000 events: those already counted are remembered.
+    assert len(counter._digests) == 8 * 5000  # 8 bytes an event, once settled
+    # Disorder noticed after 5,003 events (3 not settled yet): those already counted are remembered.
     assert counter.next_copy(17, b"17", _digest(b"17")) == 2
     assert not counter.ordered
     assert counter.next_copy(4999, b"4999", _digest(b"4999")) == 2
+    assert counter.next_copy(5002, b"5002", _digest(b"5002")) == 2
     assert counter.next_copy(17, b"17", _digest(b"17")) == 3
     assert counter.next_copy(6000, b"6000", _digest(b"6000")) == 1
 
@@ -185,8 +191,8 @@ def test_copy_counter_switches_to_the_table_late_without_renumbering() -> None:
 def test_digest_counts_stay_compact() -> None:
     table = DigestCounts()
     for number in range(200_000):
-        assert table.add(hashlib.sha256(b"%d" % number).digest()[:8]) == 1
-    assert table.add(hashlib.sha256(b"7").digest()[:8]) == 2
+        assert table.add(hashlib.sha256(b"%d" % number).digest()) == 1
+    assert table.add(hashlib.sha256(b"7").digest()) == 2
     # 8 bytes a slot, at most 3/4 full: at most ~22 bytes a digest right after growing.
     assert table._keys.itemsize * len(table._keys) / 200_000 <= 22
 
