@@ -64,7 +64,7 @@ def base_config(url: str, **extra: object) -> dict[str, object]:
     }
 
 
-ORDERS = {"in ts order": [], "out of ts order": ["--unordered"]}
+ORDERS: dict[str, list[str]] = {"in ts order": [], "out of ts order": ["--unordered"]}
 
 
 def throughput(work: Path, repeats: int, per_day: int, days: int, order: str) -> None:
@@ -288,79 +288,31 @@ def one_big_window(work: Path, records: int) -> None:
     print(f"  throughput out of order / in order  {ordered / unordered:.2f}")
 
 
-def overlap(work: Path, repeats: int, order: str) -> None:
-    sandbox = SandboxProcess(
-        "--events-per-day", "300", "--prepare-seconds", "2", "--page-delay", "0.05", *ORDERS[order]
-    )
+def concurrency_ratio(
+    work: Path, repeats: int, title: str, sandbox_args: list[str], **config: object
+) -> None:
+    """Median wall time with the defaults over that with one request at a time."""
+    sandbox = SandboxProcess(*sandbox_args)
     try:
         walls: dict[int, list[float]] = {1: [], 3: []}
         for _ in range(repeats):
             for concurrency in (1, 3):
-                config = write_config(
+                path = write_config(
                     work,
-                    f"overlap{concurrency}",
+                    f"concurrency{concurrency}",
                     **base_config(
                         sandbox.url,
                         event_names=["App Launched", "Charged", "Product Viewed"],
                         start_date="2024-01-01",
-                        end_date="2024-01-07",
-                        batch_size=100,
-                        export_poll_seconds=0.25,
-                        max_concurrent_requests=concurrency,
-                    ),
-                )
-                wall, _ = timed([sys.executable, "-m", "tap_clevertap", "--config", str(config)])
-                walls[concurrency].append(wall)
-        ratios = [a / b for a, b in zip(walls[3], walls[1], strict=True)]
-        print(
-            "\n[overlap] 3 streams x 7 one-day windows, 2 s export preparation, 50 ms per page, "
-            f"{order}"
-        )
-        for concurrency, values in walls.items():
-            print(f"  max_concurrent_requests={concurrency}: wall s {spread(values, ' s')}")
-        print(
-            f"  wall ratio (3 / 1)     min {min(ratios):.2f} / median {statistics.median(ratios):.2f}"
-            f" / max {max(ratios):.2f}"
-        )
-    finally:
-        sandbox.stop()
-
-
-def page_latency(work: Path, repeats: int, order: str) -> None:
-    """Wall time when page latency, not preparation or CPU, sets the pace of a backfill."""
-    sandbox = SandboxProcess(
-        "--events-per-day",
-        "3000",
-        "--prepare-seconds",
-        "0.5",
-        "--page-delay",
-        "0.4",
-        *ORDERS[order],
-    )
-    try:
-        walls: dict[int, list[float]] = {1: [], 3: []}
-        for _ in range(repeats):
-            for concurrency in (1, 3):
-                config = write_config(
-                    work,
-                    f"latency{concurrency}",
-                    **base_config(
-                        sandbox.url,
-                        event_names=["App Launched", "Charged", "Product Viewed"],
-                        start_date="2024-01-01",
-                        end_date="2024-01-02",
                         batch_size=100,
                         max_concurrent_requests=concurrency,
+                        **config,
                     ),
                 )
-                wall, _ = timed([sys.executable, "-m", "tap_clevertap", "--config", str(config)])
+                wall, _ = timed([sys.executable, "-m", "tap_clevertap", "--config", str(path)])
                 walls[concurrency].append(wall)
         ratios = [a / b for a, b in zip(walls[3], walls[1], strict=True)]
-        label = order
-        print(
-            "\n[page latency] 3 events x 2 one-day windows, 3,000 records a day, batch_size 100 "
-            f"(30 pages an export), 400 ms a page, 0.5 s preparation, {label}"
-        )
+        print(f"\n{title}")
         for concurrency, values in walls.items():
             print(f"  max_concurrent_requests={concurrency}: wall {spread(values, ' s')}")
         print(
@@ -369,6 +321,32 @@ def page_latency(work: Path, repeats: int, order: str) -> None:
         )
     finally:
         sandbox.stop()
+
+
+def overlap(work: Path, repeats: int, order: str) -> None:
+    """Export preparation (code 2) and slow pages, overlapped."""
+    concurrency_ratio(
+        work,
+        repeats,
+        "[overlap] 3 streams x 7 one-day windows, 2 s export preparation, 50 ms per page, " + order,
+        ["--events-per-day", "300", "--prepare-seconds", "2", "--page-delay", "0.05"]
+        + ORDERS[order],
+        end_date="2024-01-07",
+        export_poll_seconds=0.25,
+    )
+
+
+def page_latency(work: Path, repeats: int, order: str) -> None:
+    """Page latency, not preparation or CPU, sets the pace of a backfill (default polling)."""
+    concurrency_ratio(
+        work,
+        repeats,
+        "[page latency] 3 events x 2 one-day windows, 3,000 records a day, batch_size 100 "
+        f"(30 pages an export), 400 ms a page, 0.5 s preparation, {order}",
+        ["--events-per-day", "3000", "--prepare-seconds", "0.5", "--page-delay", "0.4"]
+        + ORDERS[order],
+        end_date="2024-01-02",
+    )
 
 
 def main() -> None:

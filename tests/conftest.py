@@ -168,5 +168,17 @@ def expected_rows(
     return server.data.window(event_name, first, last, **flags)
 
 
+THREE_STREAMS = ["App Launched", "Charged", "Product Viewed"]
+
+
+def assert_all_events(
+    sandbox: SandboxServer, records: list[dict[str, Any]], names: list[str] = THREE_STREAMS
+) -> None:
+    """Every event of `names` in the sandbox's week, each once, with a distinct id."""
+    expected = [row for name in names for row in expected_rows(sandbox, name)]
+    assert content_multiset([raw_view(r) for r in records]) == content_multiset(expected)
+    assert len({r["event_id"] for r in records}) == len(expected)
+
+
 def api_requests(server: SandboxServer, method: str | None = None) -> list[dict[str, Any]]:
     return [r for r in server.requests if method is None or r["method"] == method]

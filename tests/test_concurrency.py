@@ -14,21 +14,12 @@ from tap_clevertap import client, wire
 from tap_clevertap.records import canonical_json
 from tap_clevertap.sandbox import Fault, SandboxServer
 from tests.conftest import (
+    THREE_STREAMS,
     api_requests,
-    content_multiset,
-    expected_rows,
+    assert_all_events,
     make_config,
-    raw_view,
     run_tap,
 )
-
-THREE_STREAMS = ["App Launched", "Charged", "Product Viewed"]
-
-
-def assert_all_events(sandbox: SandboxServer, records: list[dict[str, object]]) -> None:
-    expected = [row for name in THREE_STREAMS for row in expected_rows(sandbox, name)]
-    assert content_multiset([raw_view(r) for r in records]) == content_multiset(expected)
-    assert len({r["event_id"] for r in records}) == len(expected)
 
 
 @pytest.mark.parametrize("limit", [2, 3])
