@@ -37,13 +37,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tap_clevertap.spool import Spool, SpooledPage
+from tap_clevertap.spool import SpooledPage
 from tap_clevertap.wire import read_whole_body
 
 if TYPE_CHECKING:
     import requests
 
     from tap_clevertap.pagination import CursorPaginator
+    from tap_clevertap.spool import Spool
 
 # An export's key: (stream name, event name, from, to).
 ExportKey = tuple[str, str, int, int]
@@ -192,15 +193,14 @@ class ExportScheduler:
         max_concurrent_requests: int,
         max_exports_ahead: int,
         planner: Callable[[], Plan],
-        spool: Callable[[], Spool],
+        spool: Spool,
         logger: logging.Logger,
     ) -> None:
         """Nothing runs ahead with one request at a time (`max_concurrent_requests` 1)."""
         self.ahead = max_exports_ahead
         self.prefetch = max_concurrent_requests > 1
         self._planner: Callable[[], Plan] | None = planner
-        self._new_spool = spool
-        self.spool = Spool(memory_bytes=0, disk_bytes=0, directory=None)  # until planned
+        self.spool = spool  # nothing on disk until a page does not fit in memory
         self.logger = logger
         self._plan: list[tuple[ExportKey, ExportSource, Any]] = []
         self._index: dict[ExportKey, int] = {}
@@ -220,12 +220,10 @@ class ExportScheduler:
         return self.prefetch and not self._stopped and self.spool.failure is None
 
     def _ensure_planned(self) -> None:
-        """Ask for the plan and make the spool, once, when the first export is read."""
+        """Ask for the plan, once, when the first export is read."""
         if self._planner is None:
             return
         planner, self._planner = self._planner, None
-        if self.prefetch:
-            self.spool = self._new_spool()
         for key, source, context in planner():
             self._index[key] = len(self._plan)
             self._plan.append((key, source, context))

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import threading
-from functools import cached_property, partial
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import Tap
@@ -99,8 +99,7 @@ class TapClevertap(Tap):
             max_concurrent_requests=self.config["max_concurrent_requests"],
             max_exports_ahead=self.config["max_exports_ahead"],
             planner=self._planned_exports,
-            spool=partial(
-                Spool,
+            spool=Spool(
                 memory_bytes=self.config["spool_memory_bytes"],
                 disk_bytes=self.config["spool_disk_bytes"],
                 directory=self.config.get("spool_dir"),
