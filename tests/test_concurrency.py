@@ -197,5 +197,7 @@ def test_an_event_s_later_exports_open_as_soon_as_it_has_a_cursor(sandbox: Sandb
     sandbox.settings.prepare_seconds = 0.5
     run_tap(make_config(sandbox, event_names=["Charged"], end_date="2024-01-03"))
     posts = api_requests(sandbox, "POST")
-    assert [p["day_from"] for p in posts] == [20240101, 20240102, 20240103]
-    assert posts[2]["started"] - posts[0]["started"] < 0.25
+    # The first window goes alone; the next two are opened together, in either order.
+    assert posts[0]["day_from"] == 20240101
+    assert sorted(p["day_from"] for p in posts[1:]) == [20240102, 20240103]
+    assert max(p["started"] for p in posts) - posts[0]["started"] < 0.25
