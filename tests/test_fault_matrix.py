@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
+import struct
+import time
 from typing import Any
 
 import pytest
@@ -156,6 +159,19 @@ def test_connection_reset_retried(sandbox: SandboxServer) -> None:
     sandbox.faults.append(Fault("reset", times=2, after=2))
     records = run_tap(make_config(sandbox, **ONE_EVENT)).records()
     assert_complete(sandbox, records)
+
+
+def test_a_client_gone_mid_request_leaves_the_sandbox_quiet(
+    sandbox: SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A killed tap resets its connections: no traceback in the test's output for that.
+    host, port = sandbox.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"GET /1/events.json?cursor=")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    time.sleep(0.2)
+    assert run_tap(make_config(sandbox, **ONE_EVENT)).records()  # still serving
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_read_timeout_retried(sandbox: SandboxServer) -> None:

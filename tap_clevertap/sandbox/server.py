@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import random
 import secrets
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -114,6 +115,15 @@ class SandboxSettings:
     cursor_bytes: int = 1200  # real cursors are ~1.5-2.4 KB once encoded
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Says nothing when a client goes away mid-request (a killed or stopped tap)."""
+
+    @override
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class SandboxServer:
     """The simulator. Use as a context manager, or `start()` / `stop()`."""
 
@@ -134,7 +144,7 @@ class SandboxServer:
         self._pages: OrderedDict[tuple[object, ...], list[bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self._in_flight = 0
-        self._httpd = ThreadingHTTPServer((host, port), _Handler)
+        self._httpd = _QuietServer((host, port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.sandbox = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
