@@ -271,8 +271,8 @@ class ExportScheduler:
         """A reader for the export, in its own thread (locked)."""
         reader = _Reader(key, source, context, self)
         self._started.add(key)
-        self._live.add(reader)
         reader.thread.start()
+        self._live.add(reader)
         return reader
 
     def accept(self, group: tuple[str, str]) -> None:

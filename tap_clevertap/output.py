@@ -6,10 +6,11 @@ through `write_message`, which writes to the text layer and flushes. A flush pus
 RECORD bytes written before it, so a STATE always reaches the target after every record it
 covers, and the text layer is empty whenever bytes are written below it.
 
-SIGTERM/SIGINT arriving while a message is written are handled once the write is done: a
-signal interrupts a large write to a full pipe part-way, and the STATE written on the way out
-would otherwise land in the middle of a RECORD line. One lock keeps writers from different
-threads (log lines, under the Airbyte protocol) from interleaving: every line is whole.
+SIGTERM/SIGINT arriving while a message is written are handled once the write is done
+(`signals.GATE`): a signal interrupts a large write to a full pipe part-way, and the STATE
+written on the way out would otherwise land in the middle of a RECORD line. One lock keeps
+writers from different threads (log lines, under the Airbyte protocol) from interleaving:
+every line is whole.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import signal
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -26,27 +26,24 @@ import orjson
 from singer_sdk.io_base import SingerWriter
 from typing_extensions import override
 
+from tap_clevertap.signals import GATE
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from types import FrameType
 
     from singer_sdk.singerlib import Message
 
 # RECORD lines per write: orjson gives each line a 4 KB buffer whatever its length, so a whole
 # page's lines at once would hold ~20 MB, where a chunk's lines stay in the CPU cache.
 LINES_PER_WRITE = 64
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class SingerOutput(SingerWriter):
     """Writes the tap's Singer messages to stdout (the tap's `message_writer_class`)."""
 
     def __init__(self) -> None:
-        """Start with no signal handler installed and nothing being written."""
+        """Nothing being written."""
         super().__init__()
-        self._writing = 0
-        self._deferred_signal: int | None = None
-        self._stop: Callable[[int], None] | None = None
         self._lock = threading.RLock()
 
     @override
@@ -77,42 +74,14 @@ class SingerOutput(SingerWriter):
                 _write_bytes(prefix + between.join(lines) + suffix)
 
     def stop_on_signals(self, stop: Callable[[int], None]) -> None:
-        """Call `stop(signum)` on SIGTERM/SIGINT, once no message is being written.
-
-        Signal handlers can only be installed from the main thread; elsewhere (a tap
-        embedded in a worker thread) the process keeps the handlers it has.
-        """
-        self._stop = stop
-        if threading.current_thread() is threading.main_thread():
-            for signum in STOP_SIGNALS:
-                signal.signal(signum, self._on_signal)
+        """Call `stop(signum)` on SIGTERM/SIGINT, once no message is being written."""
+        GATE.install(stop)
 
     @contextlib.contextmanager
     def whole_lines(self) -> Iterator[None]:
-        """One writer at a time; signals arriving inside the block are handled after it.
-
-        Blocks may nest. Signals are delivered to the main thread only, so only its blocks
-        defer them.
-        """
-        with self._lock:
-            if threading.current_thread() is not threading.main_thread():
-                yield
-                return
-            self._writing += 1
-            try:
-                yield
-            finally:
-                self._writing -= 1
-                signum = self._deferred_signal
-                if not self._writing and signum is not None:
-                    self._deferred_signal = None
-                    self._on_signal(signum, None)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._writing:
-            self._deferred_signal = signum
-        elif self._stop is not None:
-            self._stop(signum)
+        """One writer at a time; signals arriving inside the block are handled after it."""
+        with GATE.deferred(), self._lock:
+            yield
 
 
 def _record_json(record: dict[str, Any]) -> bytes:

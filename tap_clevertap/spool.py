@@ -26,11 +26,12 @@ import itertools
 import os
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tap_clevertap.signals import SignalSafeCondition
 
 DIRECTORY_PREFIX = "tap-clevertap-"
 LOCK_NAME = "lock"
@@ -53,7 +54,8 @@ class Spool:
     """A bounded buffer of page bodies: `memory_bytes` in memory, then `disk_bytes` in files.
 
     One condition (`changed`) guards the spool and is shared with the export readers, which
-    wait on it for room and the writer for pages.
+    wait on it for room and the writer for pages. Signals do not interrupt its holder (see
+    `signals`).
     """
 
     def __init__(self, *, memory_bytes: int, disk_bytes: int, directory: str | None) -> None:
@@ -61,7 +63,7 @@ class Spool:
         self.memory_bytes = memory_bytes
         self.disk_bytes = disk_bytes
         self.parent = Path(directory or tempfile.gettempdir())
-        self.changed = threading.Condition()
+        self.changed = SignalSafeCondition()
         self.memory_used = 0
         self.disk_used = 0
         self.disk_peak = 0  # for the benchmark's report

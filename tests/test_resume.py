@@ -158,7 +158,7 @@ def test_sigterm_or_ctrl_c_stops_promptly_with_the_state_earned(
     config = make_config(slow_sandbox, batch_size=10)
     proc = spawn(config, tmp_path, None)
     first, err = run_until(proc, after_kth_record(75), sig=sig)
-    assert proc.returncode == 128 + sig
+    assert proc.returncode == 128 + sig, err[-3000:]
     assert f"Stopped by signal {int(sig)}" in err
     state = last_state(first)
     assert state is not None
