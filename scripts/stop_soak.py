@@ -15,38 +15,33 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import json
 import queue
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from tap_clevertap.sandbox import SandboxServer
-from tests.conftest import make_config
+from tests.conftest import make_config, spawn
 
 
-def one_run(config: Path, signum: int, at_record: int, log: Path) -> tuple[int, str]:
+def one_run(config: dict[str, Any], signum: int, at_record: int, work: Path) -> tuple[int, str]:
     """Exit code and log of a run stopped at its `at_record`-th RECORD line."""
-    with log.open("w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tap_clevertap", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-        )
+    run = spawn(config, work)
+    proc = run.proc
     assert proc.stdout is not None
     records = 0
     for line in proc.stdout:
-        if line.startswith(b'{"type":"RECORD"'):
+        if line.startswith('{"type":"RECORD"'):
             records += 1
             if records == at_record:
                 proc.send_signal(signum)
     proc.wait()
     proc.stdout.close()
-    return proc.returncode, log.read_text()
+    return proc.returncode, run.log.read_text()
 
 
 def main() -> int:
@@ -62,21 +57,21 @@ def main() -> int:
     endings: collections.Counter[str] = collections.Counter()
     bad = 0
     # One sandbox (one CleverTap account, 3 requests at a time) per run at a time.
-    sandboxes: queue.Queue[Path] = queue.Queue()
+    sandboxes: queue.Queue[dict[str, Any]] = queue.Queue()
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        for number in range(args.workers):
+        for _ in range(args.workers):
             sandbox = stack.enter_context(SandboxServer())
             sandbox.settings.page_delay = 0.01
-            config = work / f"config-{number}.json"
-            config.write_text(json.dumps(make_config(sandbox, batch_size=10)))
-            sandboxes.put(config)
+            sandboxes.put(make_config(sandbox, batch_size=10))
 
         def run(number: int) -> tuple[int, int, int, str]:
             signum, at = plan[number]
             config = sandboxes.get()
             try:
-                code, log = one_run(config, signum, at, work / f"run-{number}.log")
+                run_dir = work / f"run-{number}"
+                run_dir.mkdir()
+                code, log = one_run(config, signum, at, run_dir)
             finally:
                 sandboxes.put(config)
             return signum, at, code, log

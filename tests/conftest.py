@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import redirect_stdout
@@ -76,6 +78,34 @@ WEEK = (dt.date(2024, 1, 1), dt.date(2024, 1, 7))
 def sandbox() -> Iterator[SandboxServer]:
     with SandboxServer(SandboxData(events_per_day=30), SandboxSettings()) as server:
         yield server
+
+
+@dataclass
+class Spawned:
+    """The tap run as a command (`python -m tap_clevertap`), its stderr in a file."""
+
+    proc: subprocess.Popen[str]
+    log: Path
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+
+def spawn(config: dict[str, Any], work: Path, state: dict[str, Any] | None = None) -> Spawned:
+    """Start the tap with `config` (and `state`), written to files in `work`."""
+    config_path = work / "config.json"
+    config_path.write_text(json.dumps(config))
+    args = [sys.executable, "-m", "tap_clevertap", "--config", str(config_path)]
+    if state is not None:
+        state_path = work / "state.json"
+        state_path.write_text(json.dumps(state))
+        args += ["--state", str(state_path)]
+    # stderr to a file: a pipe nobody reads would fill up with logs and block the tap.
+    log = work / f"stderr-{len(list(work.iterdir()))}.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    return Spawned(proc, log)
 
 
 def make_config(server: SandboxServer, **overrides: Any) -> dict[str, Any]:

@@ -6,11 +6,8 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,42 +16,19 @@ import pytest
 from tap_clevertap.sandbox import SandboxData, SandboxServer, SandboxSettings
 from tests.conftest import (
     WEEK,
+    Spawned,
     capture_output,
     content_multiset,
     expected_rows,
     make_config,
     raw_view,
+    spawn,
 )
 
 EVENTS = {"app_launched": "App Launched", "charged": "Charged"}
 SEED = 20240107
 
 Trigger = Callable[[dict[str, Any], list[dict[str, Any]]], bool]
-
-
-@dataclass
-class Spawned:
-    proc: subprocess.Popen[str]
-    log: Path
-
-    @property
-    def returncode(self) -> int | None:
-        return self.proc.returncode
-
-
-def spawn(config: dict[str, Any], tmp_path: Path, state: dict[str, Any] | None) -> Spawned:
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config))
-    args = [sys.executable, "-m", "tap_clevertap", "--config", str(config_path)]
-    if state is not None:
-        state_path = tmp_path / "state.json"
-        state_path.write_text(json.dumps(state))
-        args += ["--state", str(state_path)]
-    # stderr to a file: a pipe nobody reads would fill up with logs and block the tap.
-    log = tmp_path / f"stderr-{len(list(tmp_path.iterdir()))}.log"
-    with log.open("w") as stderr:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    return Spawned(proc, log)
 
 
 def run_until(
