@@ -29,7 +29,7 @@ from typing_extensions import override
 from tap_clevertap.signals import GATE
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from singer_sdk.singerlib import Message
 
@@ -72,10 +72,6 @@ class SingerOutput(SingerWriter):
                 except TypeError:
                     lines = [_record_json(record) for record in chunk]
                 _write_bytes(prefix + between.join(lines) + suffix)
-
-    def stop_on_signals(self, stop: Callable[[int], None]) -> None:
-        """Call `stop(signum)` on SIGTERM/SIGINT, once no message is being written."""
-        GATE.install(stop)
 
     @contextlib.contextmanager
     def whole_lines(self) -> Iterator[None]:

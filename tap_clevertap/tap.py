@@ -28,6 +28,7 @@ from tap_clevertap.errors import CleverTapError, Refusals
 from tap_clevertap.exports import ExportScheduler, Plan
 from tap_clevertap.output import SingerOutput
 from tap_clevertap.runtime import tune_for_a_sync
+from tap_clevertap.signals import GATE
 from tap_clevertap.spool import Spool
 from tap_clevertap.streams import (
     CatalogStream,
@@ -77,7 +78,7 @@ class TapClevertap(Tap):
             kwargs: The SDK's `Tap` arguments (config, catalog, state, ...).
         """
         super().__init__(**kwargs)
-        self.output.stop_on_signals(self._stop)
+        GATE.install(self._stop)
 
     @cached_property
     def output(self) -> SingerOutput:
