@@ -93,6 +93,13 @@ def read_in_line(
         paginator, response = source.open_export(context, on_cursor)
     else:
         response = source.fetch_page(paginator, context)
+    yield from _follow(source, context, paginator, response)
+
+
+def _follow(
+    source: ExportSource, context: Any, paginator: CursorPaginator, response: requests.Response
+) -> Iterator[FetchedPage]:
+    """The page `response` holds, then the export's next pages up to its last."""
     while True:
         page = _advance(paginator, response)
         del response  # its body is in the page
@@ -149,9 +156,9 @@ class _Reader:
             on_cursor = partial(scheduler.accept, self.key[:2])
             paginator, response = self.source.open_export(self.context, on_cursor)
             self.paginator = paginator
-            while True:
-                page = _advance(paginator, response)
-                del response
+            fetched = _follow(self.source, self.context, paginator, response)
+            del response  # held by `fetched` until its body is in the first page
+            for page in fetched:
                 spooled = spool.put(
                     page.body, needed_now=self._needed_now, cancelled=lambda: self.cancelled
                 )
@@ -163,7 +170,6 @@ class _Reader:
                     spool.changed.notify_all()
                 if self.finished or self.cancelled or not scheduler.reading_ahead:
                     return
-                response = self.source.fetch_page(paginator, self.context)
         except BaseException as exc:  # raised in the writing thread when it gets here
             self.error = exc
         finally:

@@ -37,10 +37,10 @@ def _one_heap() -> None:
     glibc gives each thread that allocates its own heap (arena), up to 8 per core. Page
     bodies (MBs each) are read by the reading threads and freed by the writing thread, so
     memory freed in one thread's heap sat unused while another's grew: peak RSS with reading
-    ahead was 130-190 MiB for 1,000,000 events over 10 windows, 112 MiB with one heap
+    ahead was 128-188 MiB for 1,000,000 events over 10 windows, 113 MiB with one heap
     (benchmarks/bench.py, memory), at the same speed. (Fixing the mmap threshold instead gave
-    ~97 MiB but cost ~6% of throughput in page faults.) Other C libraries (musl) have no
-    mallopt: nothing to do there.
+    ~97 MiB but cost 9-15% of throughput in page faults: 0.85 and 0.91 of untuned, A/B in
+    one sitting.) Other C libraries (musl) have no mallopt: nothing to do there.
     """
     if not sys.platform.startswith("linux"):
         return
