@@ -24,6 +24,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.singerlib import RecordMessage, SchemaMessage, StateMessage
 from typing_extensions import override
 
+from tap_clevertap.client import CleverTapStream
 from tap_clevertap.config import CONFIG_SCHEMA, EVENT_SCHEMA_STREAM, TAP_SETTINGS
 from tap_clevertap.errors import (
     CleverTapError,
@@ -34,7 +35,6 @@ from tap_clevertap.errors import (
 )
 from tap_clevertap.output import SingerOutput, _write_bytes
 from tap_clevertap.runtime import tune_for_a_sync
-from tap_clevertap.streams import WindowedExportStream
 from tap_clevertap.tap import TapClevertap
 
 LOG_LEVELS = {
@@ -72,22 +72,24 @@ class AirbyteOutput(SingerOutput):
         super().__init__()
         self.configured = configured
         self._emitted: dict[str, Any] = dict(state.get("bookmarks", {}))
-        self._current: str | None = None
-        self._running = False
+        # The streams started and not yet ended: one, or a parent and its child streams
+        # (whose SCHEMA comes again with each batch the parent hands them).
+        self._open: list[str] = []
+        self._running: set[str] = set()
         self._watched: TapClevertap | None = None
 
     def watch(self, tap: TapClevertap) -> None:
-        """The tap whose refused events make a stream INCOMPLETE."""
+        """The tap whose streams say whether they ended incomplete, and which are children."""
         self._watched = tap
 
-    def refused_streams(self) -> set[str]:
-        """The streams CleverTap refused an export of, so far."""
+    def incomplete_streams(self) -> set[str]:
+        """The streams that ended without some of their data, so far (refused events...)."""
         if self._watched is None:
             return set()
         return {
             stream.name
             for stream in self._watched.streams.values()
-            if isinstance(stream, WindowedExportStream) and stream.refused_events
+            if isinstance(stream, CleverTapStream) and stream.incomplete
         }
 
     def write_line(self, message: dict[str, Any]) -> None:
@@ -108,8 +110,8 @@ class AirbyteOutput(SingerOutput):
 
     @override
     def record_framing(self, stream: str) -> tuple[bytes, bytes]:
-        if not self._running:
-            self._running = True
+        if stream not in self._running:
+            self._running.add(stream)
             self.write_line(self._status(stream, "RUNNING"))
         prefix = b'{"type":"RECORD","record":{"stream":%s,"emitted_at":%d,"data":' % (
             orjson.dumps(stream),
@@ -132,19 +134,25 @@ class AirbyteOutput(SingerOutput):
         )
 
     def finish(self, *, failed: bool) -> None:
-        """The status of the stream that was running when the run (or the stream) ended."""
-        if self._current is not None:
-            complete = not failed and self._current not in self.refused_streams()
-            self.write_line(self._status(self._current, "COMPLETE" if complete else "INCOMPLETE"))
-            self._current = None
+        """The status of the streams running when the run (or the stream) ended."""
+        incomplete = self.incomplete_streams()
+        for stream in self._open:
+            complete = not failed and stream not in incomplete
+            self.write_line(self._status(stream, "COMPLETE" if complete else "INCOMPLETE"))
+        self._open.clear()
         sys.stdout.flush()
 
     def _stream_started(self, stream: str) -> None:
-        if self._current is not None:
+        if stream in self._open:
+            return  # a child stream's SCHEMA again, with its parent's next batch
+        if not self._is_child(stream):
             self.finish(failed=False)
-        self._current = stream
-        self._running = False
+        self._open.append(stream)
         self.write_line(self._status(stream, "STARTED"))
+
+    def _is_child(self, stream: str) -> bool:
+        tap_stream = None if self._watched is None else self._watched.streams.get(stream)
+        return tap_stream is not None and tap_stream.parent_stream_type is not None
 
     def _write_state(self, value: Mapping[str, Any]) -> None:
         for name, bookmark in value.get("bookmarks", {}).items():
@@ -250,7 +258,7 @@ def catalog(config: dict[str, Any]) -> dict[str, Any]:
             "json_schema": stream.schema,
             "source_defined_primary_key": [[key] for key in stream.primary_keys or []],
         }
-        if isinstance(stream, WindowedExportStream):
+        if stream.replication_key:
             entry["supported_sync_modes"] = ["full_refresh", "incremental"]
             entry["source_defined_cursor"] = True
             entry["default_cursor_field"] = [stream.replication_key]

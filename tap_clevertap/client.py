@@ -7,12 +7,12 @@ Only this module knows CleverTap's wire format (with `wire.py` for bodies).
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import logging
 import random
 import threading
-import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
@@ -51,6 +51,11 @@ if TYPE_CHECKING:
 EVENTS_PATH = "/1/events.json"
 PROFILES_PATH = "/1/profiles.json"
 SCHEMA_PATH = "/getSchema"  # no /1/ prefix
+CAMPAIGNS_PATH = "/1/targets/list.json"
+CAMPAIGN_RESULT_PATH = "/1/targets/result.json"
+MESSAGE_REPORT_PATH = "/1/message/report.json"
+CONTENT_BLOCKS_PATH = "/v1/contentBlock/list"  # no /1/ prefix
+CATEGORY_GROUPS_PATH = "/category-groups"  # no /1/ prefix
 
 # CleverTap's body codes (often sent with HTTP 200).
 CODE_THROTTLED = 1
@@ -99,10 +104,6 @@ class CleverTapStream(RESTStream[str | None]):
         """A stream whose requests share `request_slots` with the tap's other streams."""
         super().__init__(tap, name=name, schema=schema)
         self.request_slots = request_slots
-        # Requests whose answer is validated parsed in full (`send`, pages fetched again).
-        # Export pages are validated from `page_head`: their records are parsed once, by the
-        # thread that writes them (`page_records`).
-        self._parsed_whole: weakref.WeakSet[requests.PreparedRequest] = weakref.WeakSet()
 
     @property
     @override
@@ -134,10 +135,44 @@ class CleverTapStream(RESTStream[str | None]):
         return cast("int", seconds(self.config, "request_timeout"))
 
     def send(self, request: HTTPRequest, context: Context | None) -> requests.Response:
-        """The response to `request`, parsed in full, with the retries, polling and slots."""
-        prepared = self.prepare(request)
-        self._parsed_whole.add(prepared)
-        return self._send(prepared, context)
+        """The validated response to `request`, with the retries, polling and slots.
+
+        Its body is read with `wire.response_body` (parsed once, whatever validation read).
+        """
+        return self._send(self.prepare(request), context)
+
+    def fetch_body(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        context: Context | None = None,
+    ) -> dict[str, Any]:
+        """The body of CleverTap's answer to one request (JSON `data`), validated."""
+        request = HTTPRequest(
+            url=self.url_base + path,
+            method=method,
+            params=params or {},
+            headers=self.http_headers,
+            data=data,
+        )
+        return response_body(self.send(request, context))
+
+    @contextlib.contextmanager
+    def naming_failures(self, what: str) -> Iterator[None]:
+        """A failure inside ends the run with a line that names this stream and `what`."""
+        try:
+            yield
+        except CleverTapError as exc:
+            exc.where = exc.where or f"stream {self.name} ({what})"
+            raise
+
+    @property
+    def incomplete(self) -> bool:
+        """True when the stream ended without some of its data (and said so in a WARNING)."""
+        return False
 
     def prepare(self, request: HTTPRequest) -> requests.PreparedRequest:
         """`request` as `requests` sends it, authenticated.
@@ -159,8 +194,9 @@ class CleverTapStream(RESTStream[str | None]):
     def validate_response(self, response: requests.Response) -> None:
         """Raise for anything but a usable answer; see the README's failure table.
 
-        An export page is judged by its `page_head` (status, code, cursors), without parsing
-        its records; other answers are parsed in full.
+        Every answer is judged by its head (`wire.response_head`: status, code, cursors), so
+        that an export page's records are not parsed here; a caller that wants the records
+        asks for the body (`wire.response_body`), parsed once.
         """
         status = response.status_code
         read_whole_body(response)
@@ -170,11 +206,7 @@ class CleverTapStream(RESTStream[str | None]):
                 "passcode, and that region/api_url is the account's region"
             )
         try:
-            body = (
-                response_body(response)
-                if response.request in self._parsed_whole
-                else response_head(response)
-            )
+            body = response_head(response)
         except InvalidBody as exc:
             reason = f"CleverTap answered HTTP {status} with a body that is {exc}"
             if status == 429 or status >= 500 or status < 400:
@@ -389,9 +421,7 @@ class CleverTapExportStream(CleverTapStream):
                 exc,
                 level=logging.WARNING,
             )
-            prepared = self.prepare(self._page_request(page.cursor, context))
-            self._parsed_whole.add(prepared)
-            body = response_body(self._send(prepared, context))
+            body = response_body(self.send(self._page_request(page.cursor, context), context))
         if (body.get("next_cursor") or None) != page.next_cursor:
             raise CursorRejected("a page's next_cursor is not the cursor read ahead after it")
         # The last page may be just {"status": "success"} without a records key.

@@ -41,11 +41,41 @@ NOT_EXPORTABLE_EVENTS = frozenset(
 
 MAX_BATCH_SIZE = 5000
 
+# Campaigns are listed in windows of at most this many days ("optimized for 31 days or
+# less"); message reports in windows of at most 14 (their latency grows with the range).
+MAX_CAMPAIGN_WINDOW_DAYS = 31
+MAX_MESSAGE_REPORT_WINDOW_DAYS = 14
+DEFAULT_CAMPAIGN_LOOKAHEAD_DAYS = 365
+
 # The tap's own streams: no event stream may take these names.
 PROFILES_STREAM = "profiles"
 EVENT_SCHEMA_STREAM = "event_schema"
 USER_PROPERTIES_STREAM = "user_properties"
+CAMPAIGNS_STREAM = "campaigns"
+CAMPAIGN_REPORTS_STREAM = "campaign_reports"
+MESSAGE_REPORTS_STREAM = "message_reports"
+CONTENT_BLOCKS_STREAM = "content_blocks"
+CATEGORY_GROUPS_STREAM = "category_groups"
+CAMPAIGN_FAMILY_STREAMS = (
+    CAMPAIGNS_STREAM,
+    CAMPAIGN_REPORTS_STREAM,
+    MESSAGE_REPORTS_STREAM,
+    CONTENT_BLOCKS_STREAM,
+    CATEGORY_GROUPS_STREAM,
+)
 RESERVED_STREAM_NAMES = frozenset({PROFILES_STREAM, EVENT_SCHEMA_STREAM, USER_PROPERTIES_STREAM})
+
+
+def reserved_stream_names(config: Mapping[str, Any]) -> frozenset[str]:
+    """The tap's own stream names for this config, which no event stream may take.
+
+    The campaign family's names are reserved only when its streams are on, so that turning
+    them on is the only thing that can rename an event stream called e.g. `campaigns`.
+    """
+    if config.get("include_campaign_streams"):
+        return RESERVED_STREAM_NAMES | frozenset(CAMPAIGN_FAMILY_STREAMS)
+    return RESERVED_STREAM_NAMES
+
 
 CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
@@ -170,6 +200,42 @@ CONFIG_SCHEMA = th.PropertiesList(
         description=(
             "Adds the `event_schema` and `user_properties` streams: the project's schema "
             "catalogs (getSchema), whole every run."
+        ),
+    ),
+    th.Property(
+        "include_campaign_streams",
+        th.BooleanType,
+        default=False,
+        description=(
+            "Adds the `campaigns`, `campaign_reports`, `message_reports`, `content_blocks` "
+            "and `category_groups` streams (see the README for what each endpoint returns)."
+        ),
+    ),
+    th.Property(
+        "campaign_lookahead_days",
+        th.IntegerType(minimum=0),
+        default=DEFAULT_CAMPAIGN_LOOKAHEAD_DAYS,
+        description=(
+            "Campaigns: days after today also listed (campaigns are matched on their "
+            "scheduled start, which can lie in the future)."
+        ),
+    ),
+    th.Property(
+        "campaign_window_days",
+        th.IntegerType(minimum=1, maximum=MAX_CAMPAIGN_WINDOW_DAYS),
+        default=MAX_CAMPAIGN_WINDOW_DAYS,
+        description=(
+            f"Campaigns: days per list request (1..{MAX_CAMPAIGN_WINDOW_DAYS}; CleverTap "
+            f"answers best for {MAX_CAMPAIGN_WINDOW_DAYS} days or less)."
+        ),
+    ),
+    th.Property(
+        "message_report_window_days",
+        th.IntegerType(minimum=1, maximum=MAX_MESSAGE_REPORT_WINDOW_DAYS),
+        default=MAX_MESSAGE_REPORT_WINDOW_DAYS,
+        description=(
+            f"Message reports: days per request (1..{MAX_MESSAGE_REPORT_WINDOW_DAYS}; "
+            "CleverTap's answer slows down as the range grows)."
         ),
     ),
     th.Property(
@@ -311,7 +377,7 @@ def config_problems(config: Mapping[str, Any], *, today: dt.date | None = None) 
         value = config.get(key)
         if isinstance(value, str) and not value.strip():
             problems.append(f"`{key}` is empty: copy it from CleverTap's Settings > Passcode page")
-    problems += _event_name_problems(config.get("event_names"))
+    problems += _event_name_problems(config.get("event_names"), reserved_stream_names(config))
     problems += _profile_event_problems(config.get("profile_event_names"))
     if config.get("event_names") is not None and config.get("exclude_event_names"):
         problems.append(
@@ -352,7 +418,7 @@ def config_problems(config: Mapping[str, Any], *, today: dt.date | None = None) 
     return problems
 
 
-def _event_name_problems(names: object) -> list[str]:
+def _event_name_problems(names: object, reserved: frozenset[str]) -> list[str]:
     if not isinstance(names, list):
         return []
     if not names:
@@ -368,7 +434,7 @@ def _event_name_problems(names: object) -> list[str]:
         stream = stream_name_for(name)
         if not stream:
             problems.append(f"`event_names`: {name!r} has no letters or digits to name a stream")
-        elif stream in RESERVED_STREAM_NAMES:
+        elif stream in reserved:
             problems.append(
                 f"`event_names`: {name!r} maps to stream {stream!r}, a name the tap keeps for "
                 "its own stream: leave event_names out (discovery names it differently)"

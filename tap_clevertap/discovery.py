@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from tap_clevertap.config import NOT_EXPORTABLE_EVENTS, RESERVED_STREAM_NAMES, stream_name_for
+from tap_clevertap.config import NOT_EXPORTABLE_EVENTS, stream_name_for
 from tap_clevertap.errors import CleverTapError
 
 
@@ -62,12 +62,12 @@ def hashed_stream_name(event_name: str) -> str:
     return f"{stream_name_for(event_name) or 'event'}_{digest}"
 
 
-def stream_names_for(event_names: Iterable[str]) -> EventStreamNames:
+def stream_names_for(event_names: Iterable[str], reserved: frozenset[str]) -> EventStreamNames:
     """Stream names for discovered events.
 
     An event keeps its normalised name (`stream_name_for`) when that is non-empty, not one
-    of the tap's own stream names, and no other listed event normalises to it; otherwise it
-    gets `hashed_stream_name`.
+    of the tap's own stream names (`reserved`), and no other listed event normalises to it;
+    otherwise it gets `hashed_stream_name`.
     """
     names = list(event_names)
     normalised = {name: stream_name_for(name) for name in names}
@@ -76,7 +76,7 @@ def stream_names_for(event_names: Iterable[str]) -> EventStreamNames:
     hashed: list[str] = []
     for name in names:
         plain = normalised[name]
-        if plain and plain not in RESERVED_STREAM_NAMES and shared[plain] == 1:
+        if plain and plain not in reserved and shared[plain] == 1:
             streams[name] = plain
         else:
             streams[name] = hashed_stream_name(name)

@@ -89,6 +89,14 @@ class RetriesExhausted(CleverTapError):
     """A request kept failing after `max_retries` retries."""
 
 
+class FeatureNotEnabled(CleverTapError):
+    """HTTP 403 naming a feature the account does not have (e.g. Content Blocks): skipped."""
+
+
+class NoResultYet(Exception):
+    """A campaign without a result yet (HTTP 409, or HTTP 500 saying so): skipped, not retried."""
+
+
 class ExportNotReady(Exception):
     """`code` 2: the export is still being prepared; poll the same cursor again."""
 

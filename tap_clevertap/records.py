@@ -459,6 +459,12 @@ class RecordShaper:
         return self.shape_page([raw])[0]
 
 
+def folded(item: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """`item` with the top-level keys `schema` does not declare moved into EXTRA_KEY."""
+    fold_unlisted(item, schema, EXTRA_KEY)
+    return item
+
+
 def fold_unlisted(node: dict[str, Any], schema: Mapping[str, Any], key: str) -> None:
     """Move the keys `schema` does not declare into `node[key]`, at every declared level.
 

@@ -175,3 +175,79 @@ def with_extra_columns(schema: dict[str, Any]) -> dict[str, Any]:
         }
         copy["properties"][EXTRA_KEY] = {"type": ["object", "null"], "additionalProperties": True}
     return copy
+
+
+# --- the campaign family ------------------------------------------------------------------
+# Little of these answers is documented: each schema declares what is known, and every other
+# top-level key of an item is kept, as sent, in EXTRA_KEY (an open object: a JSON column in
+# any target), so that targets that build columns from SCHEMA lose nothing.
+_EXTRA = th.Property(
+    EXTRA_KEY,
+    OPEN_OBJECT,
+    description="Every other key CleverTap sent for the item, as sent",
+)
+_AS_SENT = th.CustomType(_ANY_JSON)
+
+
+def _family_schema(description: str, *properties: th.Property[Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = th.PropertiesList(
+        *properties, _EXTRA, additional_properties=True
+    ).to_dict()
+    schema["description"] = description
+    return schema
+
+
+CAMPAIGN_SCHEMA = _family_schema(
+    "A campaign created through CleverTap's API (targets/list.json); dashboard campaigns "
+    "appear only in message_reports",
+    th.Property("id", th.IntegerType, required=True, description="The campaign id (the key)"),
+    th.Property("name", th.StringType),
+    th.Property("scheduled_on", _AS_SENT, description="Scheduled start, as sent"),
+    th.Property("status", _AS_SENT, description="As sent"),
+)
+
+CAMPAIGN_REPORT_SCHEMA = _family_schema(
+    "The result of a campaign (targets/result.json): its `result` object plus `id`",
+    th.Property("id", th.IntegerType, required=True, description="The campaign id (the key)"),
+    th.Property("sent", th.IntegerType),
+)
+
+MESSAGE_REPORT_SCHEMA = _family_schema(
+    "A message (campaign) report (message/report.json), as sent, with `message id` renamed",
+    th.Property(
+        "message_id",
+        th.IntegerType,
+        required=True,
+        description='CleverTap\'s `"message id"` (with a space), renamed; the key',
+    ),
+    th.Property("message_name", th.StringType),
+)
+
+_TIME_DESCRIPTION = "{key} as an ISO-8601 UTC time (milliseconds)"
+CONTENT_BLOCK_SCHEMA = _family_schema(
+    "A content block (contentBlock/list), incremental on `modified_at`",
+    th.Property("id", th.IntegerType, required=True, description="The block id (the key)"),
+    th.Property("name", th.StringType),
+    th.Property("type", th.StringType),
+    th.Property("content", th.StringType),
+    th.Property("createdAt", th.StringType, description="As sent"),
+    th.Property("createdBy", th.StringType),
+    th.Property("updatedAt", th.StringType, description="As sent; absent if never edited"),
+    th.Property("updatedBy", th.StringType),
+    th.Property(
+        "created_at", th.DateTimeType, description=_TIME_DESCRIPTION.format(key="createdAt")
+    ),
+    th.Property(
+        "updated_at", th.DateTimeType, description=_TIME_DESCRIPTION.format(key="updatedAt")
+    ),
+    th.Property(
+        "modified_at",
+        th.DateTimeType,
+        description="updated_at, else created_at (a block never edited): the replication key",
+    ),
+)
+
+CATEGORY_GROUP_SCHEMA = _family_schema(
+    "A subscription (category) group (category-groups)",
+    th.Property("key", th.IntegerType, required=True, description="The group's id (the key)"),
+)

@@ -1,4 +1,4 @@
-"""tap-clevertap: CleverTap events, profiles and schema catalogs as Singer streams."""
+"""tap-clevertap: CleverTap events, profiles, schema catalogs and campaigns as Singer streams."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from tap_clevertap.config import (
     EVENT_SCHEMA_STREAM,
     USER_PROPERTIES_STREAM,
     config_problems,
+    reserved_stream_names,
     stream_name_for,
 )
 from tap_clevertap.discovery import discovered_events, stream_names_for
@@ -31,9 +32,14 @@ from tap_clevertap.runtime import tune_for_a_sync
 from tap_clevertap.signals import GATE
 from tap_clevertap.spool import Spool
 from tap_clevertap.streams import (
+    CampaignReportStream,
+    CampaignStream,
     CatalogStream,
+    CategoryGroupStream,
     Collaborators,
+    ContentBlockStream,
     EventStream,
+    MessageReportStream,
     ProfileStream,
     WindowedExportStream,
 )
@@ -145,6 +151,17 @@ class TapClevertap(Tap):
         if self.config.get("include_catalog_streams"):
             streams += [self.catalog_stream(EVENT_SCHEMA_STREAM, "events")]
             streams += [self.catalog_stream(USER_PROPERTIES_STREAM, "userProperties")]
+        if self.config.get("include_campaign_streams"):
+            streams += [
+                family(self, request_slots=self.request_slots)
+                for family in (
+                    CampaignStream,
+                    CampaignReportStream,
+                    MessageReportStream,
+                    ContentBlockStream,
+                    CategoryGroupStream,
+                )
+            ]
         self._warn_of_missing_selected({stream.name for stream in streams})
         return streams
 
@@ -163,7 +180,7 @@ class TapClevertap(Tap):
         except CleverTapError as exc:
             exc.where = "discovering the project's events (GET /getSchema?type=events)"
             raise
-        names = stream_names_for(events)
+        names = stream_names_for(events, reserved_stream_names(self.config))
         if names.hashed:
             self.logger.warning(
                 "Event names that are empty, reserved or shared once normalised get a stream "

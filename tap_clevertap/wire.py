@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import requests
 
-from tap_clevertap.errors import InvalidBody
+from tap_clevertap.errors import CleverTapError, InvalidBody
 
 _bodies: weakref.WeakKeyDictionary[requests.Response, dict[str, Any]] = weakref.WeakKeyDictionary()
 _heads: weakref.WeakKeyDictionary[requests.Response, dict[str, Any]] = weakref.WeakKeyDictionary()
@@ -36,16 +36,38 @@ def response_body(response: requests.Response) -> dict[str, Any]:
 
 
 def response_head(response: requests.Response) -> dict[str, Any]:
-    """`page_head` of the response's body, computed once (the whole body if already parsed).
+    """The response's top-level scalars (`status`, `code`, `next_cursor`...), computed once.
+
+    What validation reads of every response. A body that needed a full parse to answer (a
+    small body, a failure, an export's last page) is kept whole, and the whole body is the
+    answer: `response_body` then parses nothing again.
 
     Raises:
         InvalidBody: the body is not a JSON object.
     """
-    head = _bodies.get(response) or _heads.get(response)
-    if head is None:
-        head = page_head(read_whole_body(response))
-        _heads[response] = head
+    known = _bodies.get(response) or _heads.get(response)
+    if known is not None:
+        return known
+    head, whole = _head_or_body(read_whole_body(response))
+    if whole is not None:
+        _bodies[response] = whole
+        return whole
+    _heads[response] = head
     return head
+
+
+def items_of(body: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The list `key` of a success body (none when CleverTap leaves it out).
+
+    Raises:
+        CleverTapError: `key` is there but is not a list of objects.
+    """
+    items = body.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise CleverTapError(f"CleverTap's answer has a {key!r} that is not a list of objects")
+    return items
 
 
 def read_whole_body(response: requests.Response) -> bytes:
@@ -113,8 +135,15 @@ def page_head(content: bytes) -> dict[str, Any]:
     Raises:
         InvalidBody: the body is not a JSON object.
     """
+    head, whole = _head_or_body(content)
+    return head if whole is None else _scalars(whole)
+
+
+def _head_or_body(content: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """`page_head`'s members, and the whole body when it had to be parsed for them."""
     if len(content) <= _HEAD_BYTES:
-        return _scalars(parse_body(content))  # small (a failure, step 1): parse it
+        whole = parse_body(content)  # small (a failure, step 1): parse it
+        return whole, whole
     try:
         forward = _members_forward(content)
         backward = _members_backward(content)
@@ -123,8 +152,9 @@ def page_head(content: bytes) -> dict[str, Any]:
     if backward is not None:
         head = forward | backward  # the last of a repeated key wins, as in a full parse
         if head.get("status") == "success" and head.get("next_cursor"):
-            return head
-    return _scalars(parse_body(content))
+            return head, None
+    whole = parse_body(content)
+    return whole, whole
 
 
 def _scalars(body: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Every message is validated against Airbyte's published protocol models
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -344,3 +345,93 @@ def test_log_lines_from_reading_threads_never_cut_a_record_line(
 
 def test_the_console_script_is_installed() -> None:
     assert shutil.which("source-clevertap", path=str(Path(sys.executable).parent))
+
+
+# --- the campaign family ------------------------------------------------------------------
+
+RECENT = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=40)).isoformat()
+FAMILY_CONFIG = {
+    "include_campaign_streams": True,
+    "event_names": ["Charged"],
+    "start_date": RECENT,
+    "end_date": RECENT,
+    "campaign_lookahead_days": 10,
+}
+FAMILY = ("campaigns", "campaign_reports", "message_reports", "content_blocks", "category_groups")
+
+
+def test_discover_lists_the_campaign_family_with_modes_and_keys(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    code, messages = source(tmp_path, "discover", config=make_config(sandbox, **FAMILY_CONFIG))
+    assert code == 0
+    streams = {s["name"]: s for s in of_type(messages, "CATALOG")[0]["catalog"]["streams"]}
+    assert set(FAMILY) < set(streams)
+    assert {name: streams[name]["source_defined_primary_key"] for name in FAMILY} == {
+        "campaigns": [["id"]],
+        "campaign_reports": [["id"]],
+        "message_reports": [["message_id"]],
+        "content_blocks": [["id"]],
+        "category_groups": [["key"]],
+    }
+    for name in set(FAMILY) - {"content_blocks"}:
+        assert streams[name]["supported_sync_modes"] == ["full_refresh"], name
+    blocks = streams["content_blocks"]
+    assert blocks["supported_sync_modes"] == ["full_refresh", "incremental"]
+    assert blocks["default_cursor_field"] == ["modified_at"]
+
+
+def test_read_of_the_campaign_family_with_one_status_each_and_a_content_block_state(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    config = make_config(sandbox, **FAMILY_CONFIG)
+    singer = run_tap(config)
+    sandbox.reset()
+    # A message report window that keeps failing: that stream alone ends INCOMPLETE.
+    sandbox.faults.append(
+        Fault("status", path="/1/message/report.json", status=500, after=1, times=None)
+    )
+    code, messages = source(
+        tmp_path,
+        "read",
+        config={**config, "max_retries": 1},
+        catalog=configured(*FAMILY),
+    )
+    assert code == 0
+    records = [m["record"] for m in of_type(messages, "RECORD")]
+    landed = {name: [r["data"] for r in records if r["stream"] == name] for name in FAMILY}
+    for name in set(FAMILY) - {"message_reports"}:
+        assert landed[name] == singer.records(name), name
+        assert landed[name], name
+    reports = singer.records("message_reports")
+    assert 0 < len(landed["message_reports"]) < len(reports)
+    assert landed["message_reports"] == reports[: len(landed["message_reports"])]
+    # Each stream starts once and ends once, the child (campaign_reports) with its parent.
+    seen = statuses(messages)
+    for name in FAMILY:
+        assert [s for n, s in seen if n == name] == [
+            "STARTED",
+            "RUNNING",
+            "INCOMPLETE" if name == "message_reports" else "COMPLETE",
+        ], name
+    assert seen.index(("campaign_reports", "STARTED")) < seen.index(("campaigns", "COMPLETE"))
+    # Full-table streams send no state; content_blocks sends its bookmark.
+    states = [m["state"]["stream"] for m in of_type(messages, "STATE")]
+    assert {s["stream_descriptor"]["name"] for s in states} == {"content_blocks"}
+    (state,) = states
+    assert state["stream_state"]["replication_key"] == "modified_at"
+
+    sandbox.reset()
+    code, again = source(
+        tmp_path,
+        "read",
+        config=config,
+        catalog=configured("content_blocks"),
+        state=[{"type": "STREAM", "stream": state}],
+    )
+    assert code == 0
+    queries = [r["query"] for r in sandbox.requests if r["path"] == "/v1/contentBlock/list"]
+    assert len(queries) == 2
+    assert "updatedFrom=" in queries[0]
+    assert "createdAtFrom=" in queries[1]
+    assert len(of_type(again, "RECORD")) < len(singer.records("content_blocks"))

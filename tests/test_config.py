@@ -84,6 +84,32 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("colliding names", {"event_names": ["App Launched", "app-launched"]}, "both map to stream"),
     ("unknown timezone", {"timezone": "Mars/Olympus"}, "`timezone` 'Mars/Olympus' is not"),
+    (
+        "negative campaign look-ahead",
+        {"include_campaign_streams": True, "campaign_lookahead_days": -1},
+        "-1 is less than the minimum of 0 in config['campaign_lookahead_days']",
+    ),
+    (
+        "campaign window over 31 days",
+        {"include_campaign_streams": True, "campaign_window_days": 32},
+        "32 is greater than the maximum of 31 in config['campaign_window_days']",
+    ),
+    ("campaign window zero", {"campaign_window_days": 0}, "in config['campaign_window_days']"),
+    (
+        "message report window over 14 days",
+        {"include_campaign_streams": True, "message_report_window_days": 15},
+        "15 is greater than the maximum of 14 in config['message_report_window_days']",
+    ),
+    (
+        "message report window not a number",
+        {"message_report_window_days": "7"},
+        "in config['message_report_window_days']",
+    ),
+    (
+        "an event named like a campaign stream",
+        {"include_campaign_streams": True, "event_names": ["Campaigns"]},
+        "'Campaigns' maps to stream 'campaigns', a name the tap keeps",
+    ),
 ]
 
 
@@ -103,6 +129,8 @@ def test_bad_config_is_refused_with_a_clear_message(
 
 def test_good_config_has_no_problems() -> None:
     assert config_problems(GOOD) == []
+    # An event named like a campaign stream is refused only once those streams are on.
+    assert config_problems({**GOOD, "event_names": ["Campaigns"]}) == []
     assert config_problems({**GOOD, "api_url": "http://127.0.0.1:9999"}) == []
     assert config_problems({**GOOD, "api_url": "http://localhost:1/"}) == []
     assert config_problems({**GOOD, "api_url": "https://eu1.proxy.example"}) == []
@@ -128,6 +156,14 @@ def run_cli(config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProce
         ({"event_names": ["Notification Sent"]}, "does not export 'Notification Sent'"),
         ({"batch_size": 9000}, "9000 is greater than the maximum of 5000 in config['batch_size']"),
         ({"start_date": "2024-02-01", "end_date": "2024-01-01"}, "is after `end_date`"),
+        (
+            {"include_campaign_streams": True, "campaign_lookahead_days": -7},
+            "-7 is less than the minimum of 0 in config['campaign_lookahead_days']",
+        ),
+        (
+            {"include_campaign_streams": True, "message_report_window_days": 30},
+            "30 is greater than the maximum of 14 in config['message_report_window_days']",
+        ),
     ],
 )
 def test_cli_stops_before_any_request(

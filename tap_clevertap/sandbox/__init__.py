@@ -1,6 +1,7 @@
-"""A local simulator of CleverTap's Get Events API, for tests, the demo and benchmarks."""
+"""A local simulator of CleverTap's read APIs, for tests, the demo and benchmarks."""
 
 from tap_clevertap.sandbox.dataset import NOT_EXPORTABLE, SandboxData
+from tap_clevertap.sandbox.messaging import Messaging
 from tap_clevertap.sandbox.server import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_PASSCODE,
@@ -14,6 +15,7 @@ __all__ = [
     "DEFAULT_PASSCODE",
     "NOT_EXPORTABLE",
     "Fault",
+    "Messaging",
     "SandboxData",
     "SandboxServer",
     "SandboxSettings",

@@ -1,7 +1,9 @@
 """A local simulator of CleverTap's read APIs, over real HTTP.
 
-Get Events (`/1/events.json`), Get User Profiles (`/1/profiles.json`) and the schema
-catalogs (`GET /getSchema?type=events|userProperties`, no `/1/`). It follows
+Get Events (`/1/events.json`), Get User Profiles (`/1/profiles.json`), the schema
+catalogs (`GET /getSchema?type=events|userProperties`, no `/1/`), and the messaging side
+(campaigns, their results, message reports, content blocks, category groups: see
+`_messaging` and `clevertap-more-apis.md` section 4). It follows
 `clevertap-get-events-api.txt` and the API notes: header auth, a step-1 POST that returns a
 percent-encoded cursor, step-2 GETs that page with `next_cursor` until none is returned,
 `code` 2 while an export is being prepared, inclusive `from`/`to` days, the batch_size limit,
@@ -19,6 +21,7 @@ import base64
 import datetime as dt
 import json
 import random
+import re
 import secrets
 import sys
 import threading
@@ -32,10 +35,29 @@ from urllib.parse import quote, unquote, urlsplit
 from typing_extensions import override
 
 from tap_clevertap.sandbox.dataset import SandboxData
+from tap_clevertap.sandbox.messaging import CONTENT_BLOCK_PAGE_MAX, Messaging
 
 EVENTS_PATH = "/1/events.json"
 PROFILES_PATH = "/1/profiles.json"
 SCHEMA_PATH = "/getSchema"
+CAMPAIGNS_PATH = "/1/targets/list.json"
+CAMPAIGN_RESULT_PATH = "/1/targets/result.json"
+MESSAGE_REPORT_PATH = "/1/message/report.json"
+CONTENT_BLOCKS_PATH = "/v1/contentBlock/list"  # no /1/ prefix
+CATEGORY_GROUPS_PATH = "/category-groups"  # no /1/ prefix
+MESSAGING_PATHS = frozenset(
+    {
+        CAMPAIGNS_PATH,
+        CAMPAIGN_RESULT_PATH,
+        MESSAGE_REPORT_PATH,
+        CONTENT_BLOCKS_PATH,
+        CATEGORY_GROUPS_PATH,
+    }
+)
+API_PATHS = frozenset({EVENTS_PATH, PROFILES_PATH, SCHEMA_PATH}) | MESSAGING_PATHS
+# How a campaign without a result yet is answered: HTTP 409 (documented), HTTP 500 with a
+# `fail` body, or HTTP 200 with an `error` and no `result` (both seen live).
+NO_RESULT_ANSWERS = ("409", "500", "200")
 # Flags a step-1 POST may leave out, and what CleverTap's current docs say they default to.
 FLAG_DEFAULTS = {"app": False, "events": True, "profile": True}
 MAX_BATCH_SIZE = 5000
@@ -59,6 +81,7 @@ class Fault:
     # no_items (a success without the list) and empty_items (an empty list).
     action: str
     method: str | None = None
+    path: str | None = None  # e.g. /1/targets/result.json; None: any
     day: int | None = None  # YYYYMMDD inside the export's from..to
     event_name: str | None = None  # the export's event
     times: int | None = 1
@@ -113,6 +136,9 @@ class SandboxSettings:
     unordered: bool = False  # serve each day's events shuffled (out of ts order)
     schema_shuffle_seed: int | None = None  # getSchema lists its items in a shuffled order
     cursor_bytes: int = 1200  # real cursors are ~1.5-2.4 KB once encoded
+    no_result_answer: str = "409"  # one of NO_RESULT_ANSWERS
+    content_blocks_enabled: bool = True  # False: HTTP 403 "isn't enabled on your account"
+    messaging_delay: float = 0.0  # seconds to serve each messaging request (latency)
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -133,9 +159,11 @@ class SandboxServer:
         settings: SandboxSettings | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        messaging: Messaging | None = None,
     ) -> None:
         """A server on `host`:`port` (0: a free port) serving `data`, not yet started."""
         self.data = data or SandboxData()
+        self.messaging = messaging or Messaging(seed=self.data.seed)
         self.settings = settings or SandboxSettings()
         self.faults: list[Fault] = []
         self.requests: list[dict[str, Any]] = []
@@ -204,12 +232,18 @@ class SandboxServer:
             self._in_flight -= 1
 
     def match_fault(
-        self, method: str, days: tuple[int, int] | None, event_name: str | None = None
+        self,
+        method: str,
+        days: tuple[int, int] | None,
+        event_name: str | None = None,
+        path: str | None = None,
     ) -> Fault | None:
         """The first switched-on fault that matches the request, counted as fired."""
         with self._lock:
             for fault in self.faults:
                 if fault.method and fault.method != method:
+                    continue
+                if fault.path is not None and fault.path != path:
                     continue
                 if fault.event_name is not None and fault.event_name != event_name:
                     continue
@@ -368,7 +402,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api(self, method: str, path: str, query: str, raw_body: bytes) -> None:
         settings = self.sandbox.settings
-        if path not in (EVENTS_PATH, PROFILES_PATH, SCHEMA_PATH):
+        if path not in API_PATHS:
             self._fail(404, "Not found", 404)
             return
         if (
@@ -381,7 +415,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._fail(400, "Content-Type must be application/json", 400)
             return
         params = _query_params(query)
-        if path == SCHEMA_PATH:
+        if path in MESSAGING_PATHS:
+            self._messaging(method, path, params, raw_body)
+        elif path == SCHEMA_PATH:
             self._schema(method, params)
         elif method == "POST":
             self._create_export("events" if path == EVENTS_PATH else "profiles", params, raw_body)
@@ -403,9 +439,108 @@ class _Handler(BaseHTTPRequestHandler):
         self._entry["status"] = 200
         self._json(200, {"status": "success", kind: items})
 
+    # --- campaigns, their results, message reports, content blocks, category groups ------
+
+    def _messaging(self, method: str, path: str, params: dict[str, str], raw_body: bytes) -> None:
+        expected = "GET" if path in (CONTENT_BLOCKS_PATH, CATEGORY_GROUPS_PATH) else "POST"
+        if method != expected:
+            self._fail(405, f"Use {expected} for {path}", 405)
+            return
+        try:
+            body = _json_object(raw_body) if expected == "POST" else {}
+            days = _body_days(path, body)
+        except ValueError as exc:
+            self._fail(400, str(exc), 400)
+            return
+        if days is not None:
+            self._entry.update(day_from=days[0], day_to=days[1])
+        if self._apply_fault(days):
+            return
+        if self.sandbox.settings.messaging_delay:
+            time.sleep(self.sandbox.settings.messaging_delay)
+        self._messaging_answer(path, params, body, days)
+
+    def _messaging_answer(
+        self,
+        path: str,
+        params: dict[str, str],
+        body: dict[str, Any],
+        days: tuple[int, int] | None,
+    ) -> None:
+        messaging = self.sandbox.messaging
+        if path == CAMPAIGNS_PATH:
+            assert days is not None
+            targets = messaging.campaigns(_parse_day(days[0]), _parse_day(days[1]))
+            self._success({"targets": targets})
+        elif path == CAMPAIGN_RESULT_PATH:
+            self._campaign_result(body.get("id"))
+        elif path == MESSAGE_REPORT_PATH:
+            assert days is not None
+            messages = messaging.message_reports(_parse_day(days[0]), _parse_day(days[1]))
+            self._success({"messages": messages, "total_results": len(messages)})
+        elif path == CONTENT_BLOCKS_PATH:
+            self._content_blocks(params)
+        else:
+            self._success({"list": messaging.category_groups()})
+
+    def _success(self, payload: dict[str, Any], status: int = 200) -> None:
+        self._entry["status"] = status
+        self._json(status, {"status": "success", **payload})
+
+    def _campaign_result(self, campaign_id: object) -> None:
+        if not isinstance(campaign_id, int) or isinstance(campaign_id, bool):
+            self._fail(400, "Invalid campaign id", 400)
+            return
+        try:
+            result = self.sandbox.messaging.campaign_result(campaign_id)
+        except KeyError:
+            self._fail(400, "Invalid campaign id", 400)
+            return
+        if result is not None:
+            self._success({"result": result})
+            return
+        self._entry["no_result"] = True
+        answer = self.sandbox.settings.no_result_answer
+        if answer == "500":
+            self._fail(500, "This target has no result as of yet", 500)
+        elif answer == "200":
+            self._success({"error": "This target hasn't been completed", "code": 200})
+        else:
+            self._fail(409, "The campaign has not completed yet: no result", 409)
+
+    def _content_blocks(self, params: dict[str, str]) -> None:
+        if not self.sandbox.settings.content_blocks_enabled:
+            self._fail(403, "Content Blocks isn't enabled on your account", 403)
+            return
+        try:
+            page_number = int(params.get("pageNumber", "1"))
+            page_size = int(params.get("pageSize", "10"))
+        except ValueError:
+            self._fail(400, "pageNumber and pageSize must be numbers", 400)
+            return
+        if page_number < 1 or not 1 <= page_size <= CONTENT_BLOCK_PAGE_MAX:
+            self._fail(400, f"pageSize must be 1..{CONTENT_BLOCK_PAGE_MAX}, pageNumber >= 1", 400)
+            return
+        bounds: dict[str, dt.datetime] = {}
+        for name in ("updatedFrom", "createdAtFrom"):
+            if name in params:
+                value = unquote(params[name])
+                if not _ISO_MILLIS.fullmatch(value):
+                    self._fail(400, "Enter date in ISO format", 400)
+                    return
+                bounds[name] = dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+        blocks = self.sandbox.messaging.content_blocks(
+            updated_from=bounds.get("updatedFrom"), created_from=bounds.get("createdAtFrom")
+        )
+        start = (page_number - 1) * page_size
+        self._entry["records"] = len(blocks[start : start + page_size])
+        self._success({"contentBlocks": blocks[start : start + page_size], "total": len(blocks)})
+
     def _apply_fault(self, days: tuple[int, int] | None) -> bool:
         """Serve a switched-on fault instead of the real answer; True when one was served."""
-        fault = self.sandbox.match_fault(self.command, days, self._entry.get("event_name"))
+        fault = self.sandbox.match_fault(
+            self.command, days, self._entry.get("event_name"), self._entry["path"]
+        )
         if fault is None:
             return False
         self._entry["fault"] = fault.action
@@ -606,6 +741,41 @@ def _query_params(query: str) -> dict[str, str]:
             key, _, value = pair.partition("=")
             params[key] = value
     return params
+
+
+_ISO_MILLIS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+def _json_object(raw_body: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw_body)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ValueError("Invalid request body: a JSON object is required")  # noqa: TRY004
+    return body
+
+
+def _body_days(path: str, body: dict[str, Any]) -> tuple[int, int] | None:
+    """The `from`/`to` days of a campaign list or message report body; None for the others.
+
+    targets/list.json takes YYYYMMDD integers, message/report.json YYYYMMDD strings (as their
+    docs type them).
+    """
+    if path not in (CAMPAIGNS_PATH, MESSAGE_REPORT_PATH):
+        return None
+    kind = int if path == CAMPAIGNS_PATH else str
+    try:
+        first, last = body["from"], body["to"]
+        if not isinstance(first, kind) or not isinstance(last, kind) or isinstance(first, bool):
+            raise TypeError  # noqa: TRY301
+        days = int(first), int(last)
+        if _parse_day(days[0]) > _parse_day(days[1]):
+            raise ValueError  # noqa: TRY301
+    except (KeyError, TypeError, ValueError):
+        form = "integers" if kind is int else "strings"
+        raise ValueError(f"Invalid from/to: YYYYMMDD {form}, from <= to") from None
+    return days
 
 
 def _parse_day(value: object) -> dt.date:

@@ -1,15 +1,30 @@
-"""The tap's streams: events and profiles (window by window), and the schema catalogs."""
+"""The tap's streams: events and profiles (window by window), schema catalogs, campaigns.
 
+The campaign family: campaigns, their reports, message reports, content blocks and category
+groups.
+"""
+
+from tap_clevertap.streams.campaigns import (
+    CampaignReportStream,
+    CampaignStream,
+    MessageReportStream,
+)
 from tap_clevertap.streams.catalogs import CatalogStream
+from tap_clevertap.streams.content import CategoryGroupStream, ContentBlockStream
 from tap_clevertap.streams.events import EventStream
 from tap_clevertap.streams.profiles import ProfileStream
 from tap_clevertap.streams.windowed import BOOKMARK_KEY, Collaborators, WindowedExportStream
 
 __all__ = [
     "BOOKMARK_KEY",
+    "CampaignReportStream",
+    "CampaignStream",
     "CatalogStream",
+    "CategoryGroupStream",
     "Collaborators",
+    "ContentBlockStream",
     "EventStream",
+    "MessageReportStream",
     "ProfileStream",
     "WindowedExportStream",
 ]

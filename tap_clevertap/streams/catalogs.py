@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from singer_sdk.streams.rest import HTTPRequest
 from typing_extensions import override
 
 from tap_clevertap.client import SCHEMA_PATH, CleverTapStream
 from tap_clevertap.errors import CleverTapError
 from tap_clevertap.schemas import CATALOG_SCHEMA
-from tap_clevertap.wire import response_body
 
 if TYPE_CHECKING:
     import threading
@@ -51,13 +49,7 @@ class CatalogStream(CleverTapStream):
         Raises:
             CleverTapError: the answer has no `<kind>` list of objects.
         """
-        request = HTTPRequest(
-            url=self.url_base + self.path,
-            method="GET",
-            params={"type": kind},
-            headers=self.http_headers,
-        )
-        items = response_body(self.send(request, None)).get(kind)
+        items = self.fetch_body("GET", self.path, params={"type": kind}).get(kind)
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise CleverTapError(
                 f"CleverTap's getSchema answer has no {kind!r} list: check region/api_url, "

@@ -137,6 +137,11 @@ class WindowedExportStream(CleverTapExportStream):
         """The event names CleverTap refused to export in this run (skipped since)."""
         return self._progress.refused
 
+    @property
+    @override
+    def incomplete(self) -> bool:
+        return bool(self._progress.refused)
+
     def window_done(self, window: Window, count: int) -> None:
         """Called after each whole window (`count` records): subclasses may log."""
 
