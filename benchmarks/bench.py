@@ -8,6 +8,9 @@
    3 vs 1.
 4. Airbyte: `source-clevertap read` against `tap-clevertap`, same records, both to /dev/null,
    alternating.
+5. Campaigns: a year of campaigns and their reports (the campaign family): requests per
+   endpoint, and wall time with the defaults and with max_concurrent_requests 1, at the
+   sandbox's default latency (none) and at 100 ms a request.
 Machines are noisy: each figure is min/median/max over the repeats, ratios from the same run.
 """
 
@@ -349,6 +352,64 @@ def page_latency(work: Path, repeats: int, order: str) -> None:
     )
 
 
+def requests_by_path(url: str) -> dict[str, int]:
+    """Requests the sandbox has answered so far, per path."""
+    with urllib.request.urlopen(f"{url}/_sandbox/requests") as response:
+        entries = json.load(response)["requests"]
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry["path"]] = counts.get(entry["path"], 0) + 1
+    return counts
+
+
+def campaigns(work: Path, repeats: int) -> None:
+    """A year of campaigns: list windows x result requests, 3 at a time vs 1."""
+    first = (time.gmtime().tm_year - 1, time.gmtime().tm_mon, min(time.gmtime().tm_mday, 28))
+    start = f"{first[0]}-{first[1]:02d}-{first[2]:02d}"
+    for latency in (0.0, 0.1):
+        sandbox = SandboxProcess("--messaging-delay", str(latency))
+        try:
+            walls: dict[int, list[float]] = {1: [], 3: []}
+            counts: dict[str, int] = {}
+            for _ in range(repeats):
+                for concurrency in (3, 1):
+                    path = write_config(
+                        work,
+                        "campaigns",
+                        **base_config(
+                            sandbox.url,
+                            event_names=["Charged"],
+                            start_date=start,
+                            end_date=start,
+                            include_campaign_streams=True,
+                            campaign_lookahead_days=0,
+                            max_concurrent_requests=concurrency,
+                        ),
+                    )
+                    before = requests_by_path(sandbox.url)
+                    wall, _ = timed([sys.executable, "-m", "tap_clevertap", "--config", str(path)])
+                    walls[concurrency].append(wall)
+                    after = requests_by_path(sandbox.url)
+                    counts = {p: after[p] - before.get(p, 0) for p in after}
+            print(
+                f"\n[campaigns] a year of campaigns from {start}, {latency * 1000:.0f} ms a request"
+            )
+            for name, count in sorted(counts.items()):
+                print(f"  {name:<26} {count:>5} requests a run")
+            for concurrency, values in walls.items():
+                print(
+                    f"  max_concurrent_requests={concurrency}: wall min {min(values):.2f} s / "
+                    f"median {statistics.median(values):.2f} s / max {max(values):.2f} s"
+                )
+            ratios = [a / b for a, b in zip(walls[3], walls[1], strict=True)]
+            print(
+                f"  wall ratio (3 / 1)     min {min(ratios):.2f} / median "
+                f"{statistics.median(ratios):.2f} / max {max(ratios):.2f}"
+            )
+        finally:
+            sandbox.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
@@ -359,7 +420,7 @@ def main() -> None:
         "--skip",
         nargs="*",
         default=[],
-        choices=["throughput", "memory", "overlap", "airbyte", "latency", "bigwindow"],
+        choices=["throughput", "memory", "overlap", "airbyte", "latency", "bigwindow", "campaigns"],
     )
     parser.add_argument("--big-window-records", type=int, default=1_000_000)
     args = parser.parse_args()
@@ -380,6 +441,8 @@ def main() -> None:
             memory(work, args.memory_records_per_day, args.days)
         if "bigwindow" not in args.skip:
             one_big_window(work, args.big_window_records)
+        if "campaigns" not in args.skip:
+            campaigns(work, max(1, args.repeats // 2))
 
 
 if __name__ == "__main__":

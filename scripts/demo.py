@@ -2,7 +2,9 @@
 
 1. starts the CleverTap sandbox on a free port,
 2. `meltano install`, then `meltano run tap-clevertap target-duckdb` (a week; no event_names:
-   every event the project lists, the profiles of those who were Charged, the catalogs),
+   every event the project lists, the profiles of those who were Charged, the catalogs, and
+   the campaign family: campaigns, campaign_reports, message_reports, content_blocks and
+   category_groups),
 3. prints what landed: rows per table, and a sample row,
 4. runs again: incremental (only the lookback day is read) and no row doubles (upsert on
    event_id), then stops the sandbox. `clevertap.duckdb` stays for you to open.
@@ -26,6 +28,13 @@ MELTANO = os.environ.get("MELTANO_BIN", "meltano")
 
 QUERY_SCRIPT = """
 import duckdb, sys
+FAMILY = {
+    "campaigns": ("id", "campaigns created through the API (scheduled start in range)"),
+    "campaign_reports": ("id", "results of the campaigns that have one"),
+    "message_reports": ("message_id", "message reports (API and dashboard campaigns)"),
+    "content_blocks": ("id", "content blocks (incremental on modified_at)"),
+    "category_groups": ("key", "subscription (category) groups"),
+}
 con = duckdb.connect(sys.argv[1], read_only=True)
 tables = [t for (t,) in con.execute(
     "select table_name from information_schema.tables where table_schema = 'clevertap' "
@@ -43,6 +52,12 @@ for table in tables:
             f"max(ts) // 1000000, min(event_name) from clevertap.{table}"
         ).fetchone()
         what = f"{name!r} events {first}..{last}, {ids} distinct event_id"
+    elif table in FAMILY:
+        key, what = FAMILY[table]
+        rows, ids = con.execute(
+            f"select count(*), count(distinct {key}) from clevertap.{table}"
+        ).fetchone()
+        what = f"{what}, {ids} distinct {key}"
     elif "clevertap_id" in columns:
         rows, ids = con.execute(
             f"select count(*), count(distinct clevertap_id) from clevertap.{table}"

@@ -186,7 +186,9 @@ _EXTRA = th.Property(
     OPEN_OBJECT,
     description="Every other key CleverTap sent for the item, as sent",
 )
-_AS_SENT = th.CustomType(_ANY_JSON)
+# A documented field whose type is not: text or a whole number, as sent. (A property with no
+# `type` at all breaks targets that derive a column from it, such as target-duckdb.)
+_AS_SENT = th.CustomType({"type": ["string", "integer", "null"]})
 
 
 def _family_schema(description: str, *properties: th.Property[Any]) -> dict[str, Any]:

@@ -92,15 +92,21 @@ class Spawned:
         return self.proc.returncode
 
 
-def spawn(config: dict[str, Any], work: Path, state: dict[str, Any] | None = None) -> Spawned:
-    """Start the tap with `config` (and `state`), written to files in `work`."""
+def spawn(
+    config: dict[str, Any],
+    work: Path,
+    state: dict[str, Any] | None = None,
+    catalog: dict[str, Any] | None = None,
+) -> Spawned:
+    """Start the tap with `config` (and `state`, `catalog`), written to files in `work`."""
     config_path = work / "config.json"
     config_path.write_text(json.dumps(config))
     args = [sys.executable, "-m", "tap_clevertap", "--config", str(config_path)]
-    if state is not None:
-        state_path = work / "state.json"
-        state_path.write_text(json.dumps(state))
-        args += ["--state", str(state_path)]
+    for option, content in (("state", state), ("catalog", catalog)):
+        if content is not None:
+            path = work / f"{option}.json"
+            path.write_text(json.dumps(content))
+            args += [f"--{option}", str(path)]
     # stderr to a file: a pipe nobody reads would fill up with logs and block the tap.
     log = work / f"stderr-{len(list(work.iterdir()))}.log"
     with log.open("w") as stderr:
@@ -177,6 +183,16 @@ def run_tap(
         capture_output(out.getvalue() + "\n".join(logs.lines))
         messages.extend(json.loads(line) for line in out.getvalue().splitlines() if line)
     return TapRun(messages)
+
+
+def select_only(config: dict[str, Any], streams: set[str]) -> dict[str, Any]:
+    """The tap's catalog for `config` with only `streams` selected."""
+    catalog = TapClevertap(config=config).catalog_dict
+    for entry in catalog["streams"]:
+        for item in entry["metadata"]:
+            if item["breadcrumb"] == []:
+                item["metadata"]["selected"] = entry["tap_stream_id"] in streams
+    return catalog
 
 
 def raw_view(record: dict[str, Any]) -> dict[str, Any]:

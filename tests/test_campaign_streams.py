@@ -17,7 +17,7 @@ from tap_clevertap.errors import CleverTapError, CredentialsRefused
 from tap_clevertap.sandbox import Fault, SandboxServer
 from tap_clevertap.streams.content import CONTENT_BLOCK_OVERLAP
 from tap_clevertap.tap import TapClevertap
-from tests.conftest import make_config, run_tap
+from tests.conftest import make_config, run_tap, select_only
 
 FAMILY = ("campaigns", "campaign_reports", "message_reports", "content_blocks", "category_groups")
 # One event for a day, and the campaign family over a short span.
@@ -36,16 +36,6 @@ SHORT = {"start_date": RECENT, "end_date": RECENT, "max_concurrent_requests": 1}
 
 def family_config(sandbox: SandboxServer, **overrides: Any) -> dict[str, Any]:
     return make_config(sandbox, **{**ON, **overrides})
-
-
-def select_only(config: dict[str, Any], streams: set[str]) -> dict[str, Any]:
-    """A catalog of the tap for `config` with only `streams` selected."""
-    catalog = TapClevertap(config=config).catalog_dict
-    for entry in catalog["streams"]:
-        for item in entry["metadata"]:
-            if item["breadcrumb"] == []:
-                item["metadata"]["selected"] = entry["tap_stream_id"] in streams
-    return catalog
 
 
 def requests_to(sandbox: SandboxServer, path: str) -> list[dict[str, Any]]:

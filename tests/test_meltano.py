@@ -26,9 +26,23 @@ from tests.conftest import (
 )
 
 STREAMS = {"app_launched": "App Launched", "charged": "Charged"}
-# The sandbox environment of meltano.yml: no event_names, profiles of Charged, catalogs.
-DISCOVERED = {"profile_event_names": ["Charged"], "include_catalog_streams": True}
-KEYS = {"profiles": "clevertap_id", "event_schema": "name", "user_properties": "name"}
+# The sandbox environment of meltano.yml: no event_names, profiles of Charged, catalogs, the
+# campaign family.
+DISCOVERED = {
+    "profile_event_names": ["Charged"],
+    "include_catalog_streams": True,
+    "include_campaign_streams": True,
+}
+KEYS = {
+    "profiles": "clevertap_id",
+    "event_schema": "name",
+    "user_properties": "name",
+    "campaigns": "id",
+    "campaign_reports": "id",
+    "message_reports": "message_id",
+    "content_blocks": "id",
+    "category_groups": "key",
+}
 DUCKDB_PYTHON = REPO / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "python"
 
 
@@ -125,7 +139,7 @@ def test_meltano_run_into_duckdb_then_an_incremental_rerun(meltano: Meltano) -> 
     streams = {m["stream"] for m in run.messages if m["type"] == "SCHEMA"}
     event_streams = streams - set(KEYS)
     assert len(event_streams) == len(meltano.sandbox.data.catalog) == 8
-    assert {"profiles", "event_schema", "user_properties"} <= streams
+    assert set(KEYS) <= streams
     for stream in sorted(streams):
         key = KEYS.get(stream, "event_id")
         rows = meltano.duckdb(f"select {key} from clevertap.{stream}", database)
@@ -142,7 +156,8 @@ def test_meltano_run_into_duckdb_then_an_incremental_rerun(meltano: Meltano) -> 
     meltano.sandbox.reset()
     second = meltano("run", "tap-clevertap", "target-duckdb")
     # Incremental: only the lookback day was asked for, and nothing doubled (upsert).
-    posts = [r for r in meltano.sandbox.requests if r["method"] == "POST"]
+    exports = ("/1/events.json", "/1/profiles.json")
+    posts = [r for r in meltano.sandbox.requests if r["method"] == "POST" and r["path"] in exports]
     assert sorted((p["path"], p["event_name"], p["day_from"], p["day_to"]) for p in posts) == [
         *sorted(("/1/events.json", e, 20240107, 20240107) for e in meltano.sandbox.data.catalog),
         ("/1/profiles.json", "Charged", 20240107, 20240107),
@@ -151,6 +166,15 @@ def test_meltano_run_into_duckdb_then_an_incremental_rerun(meltano: Meltano) -> 
     for stream in event_streams:
         rows = meltano.duckdb(f"select count(*) as n from clevertap.{stream}", database)
         assert rows[0]["n"] == len(run.records(stream))
+    # Content blocks: only those changed since the bookmark were asked for (none here).
+    blocks = [r for r in meltano.sandbox.requests if r["path"] == "/v1/contentBlock/list"]
+    assert [("updatedFrom" in r["query"], "createdAtFrom" in r["query"]) for r in blocks] == [
+        (True, False),
+        (False, True),
+    ]
+    for stream in set(KEYS) - {"profiles", "event_schema", "user_properties"}:
+        rows = meltano.duckdb(f"select count(*) as n from clevertap.{stream}", database)
+        assert rows[0]["n"] == len(run.records(stream)), stream
 
 
 def test_flattened_load_into_duckdb_keeps_every_key(meltano: Meltano) -> None:
@@ -212,9 +236,10 @@ def test_groups_of_event_names_keep_their_own_state(meltano: Meltano) -> None:
         )
     a = meltano.state("sandbox:tap-clevertap-to-target-jsonl:group-a")["singer_state"]
     b = meltano.state("sandbox:tap-clevertap-to-target-jsonl:group-b")["singer_state"]
-    # (Each group also carries the environment's profiles stream.)
-    assert {s for s, v in a["bookmarks"].items() if v and s != "profiles"} == {"app_launched"}
-    assert {s for s, v in b["bookmarks"].items() if v and s != "profiles"} == {"charged"}
+    # (Each group also carries the environment's profiles and content_blocks streams.)
+    shared = {"profiles", "content_blocks"}
+    assert {s for s, v in a["bookmarks"].items() if v and s not in shared} == {"app_launched"}
+    assert {s for s, v in b["bookmarks"].items() if v and s not in shared} == {"charged"}
 
 
 def test_a_backfill_with_its_own_state_id_leaves_the_bookmark_alone(meltano: Meltano) -> None:
@@ -232,7 +257,11 @@ def test_a_backfill_with_its_own_state_id_leaves_the_bookmark_alone(meltano: Mel
         TAP_CLEVERTAP_END_DATE="2024-01-03",
     )
     days = sorted(
-        {(p["day_from"], p["day_to"]) for p in meltano.sandbox.requests if p["method"] == "POST"}
+        {
+            (p["day_from"], p["day_to"])
+            for p in meltano.sandbox.requests
+            if p["method"] == "POST" and p["path"] == "/1/events.json"
+        }
     )
     assert days == [(20240102, 20240102), (20240103, 20240103)]
     assert meltano.state(main_id) == before

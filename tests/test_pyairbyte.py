@@ -7,6 +7,7 @@ it as `.venv-airbyte`; its pins clash with singer-sdk's) and runs offline here o
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -96,3 +97,31 @@ def test_pyairbyte_reads_every_event_once_then_only_the_lookback(
         ("Charged", 20240103),
     ]
     assert second["keys"] == first["keys"]  # upserted on the primary key: nothing doubled
+
+
+def test_pyairbyte_reads_the_campaign_family(
+    sandbox: SandboxServer, tmp_path: Path, python: str
+) -> None:
+    recent = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=30)).isoformat()
+    config = make_config(
+        sandbox,
+        event_names=["Charged"],
+        start_date=recent,
+        end_date=recent,
+        include_campaign_streams=True,
+        campaign_lookahead_days=10,
+    )
+    singer = run_tap(config)
+    keys = {
+        "charged": "event_id",
+        "campaigns": "id",
+        "campaign_reports": "id",
+        "message_reports": "message_id",
+        "content_blocks": "id",
+        "category_groups": "key",
+    }
+    landed = pyairbyte(python, config, tmp_path / "family", "read")["keys"]
+    assert set(landed) == set(keys)
+    for stream, key in keys.items():
+        assert landed[stream] == sorted(r[key] for r in singer.records(stream)), stream
+        assert landed[stream], stream

@@ -3,6 +3,7 @@ STATE it emitted; the union of the runs must hold every sandbox event."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import signal
@@ -22,6 +23,7 @@ from tests.conftest import (
     expected_rows,
     make_config,
     raw_view,
+    select_only,
     spawn,
 )
 
@@ -171,3 +173,47 @@ def test_a_stop_while_a_page_is_written_never_cuts_a_line(
     assert proc.returncode == 128 + sig
     assert messages[-1]["type"] == "STATE"
     assert 1000 < sum(m["type"] == "RECORD" for m in messages) < 12000
+
+
+BLOCK_KILL_POINTS: dict[str, Trigger] = {
+    "first-page": after_kth_record(rng.randint(1, 99)),
+    "second-page": after_kth_record(rng.randint(101, 199)),
+    "last-page": after_kth_record(rng.randint(201, 229)),
+    "after-the-last-block": lambda m, ms: m["type"] == "STATE" and bool(records_of(ms)),
+}
+
+
+@pytest.mark.parametrize("point", list(BLOCK_KILL_POINTS), ids=list(BLOCK_KILL_POINTS))
+def test_content_blocks_killed_then_rerun_lose_no_block(
+    sandbox: SandboxServer, tmp_path: Path, point: str
+) -> None:
+    sandbox.settings.messaging_delay = 0.05  # the kill point comes before the end
+    config = make_config(sandbox, include_campaign_streams=True)
+    catalog = select_only(config, {"content_blocks"})
+    blocks = sandbox.messaging
+    # A first whole run, then edits, then a run killed at `point`, then a rerun.
+    first, _ = run_until(spawn(config, tmp_path, None, catalog), None)
+    state = last_state(first)
+    assert state is not None
+    edited = {r["record"]["id"]: r["record"]["modified_at"] for r in records_of(first)[::37]}
+    later = dt.datetime.now(dt.timezone.utc)
+    for block_id in edited:
+        blocks.edit_content_block(block_id, later)
+    added = blocks.add_content_block(later)
+    if point != "after-the-last-block":
+        state = {}  # the kill comes in a first run: no bookmark yet
+    killed = spawn(config, tmp_path, state, catalog)
+    second, _ = run_until(killed, BLOCK_KILL_POINTS[point])
+    assert killed.returncode == -signal.SIGKILL, "the tap finished before the kill point"
+    rerun = spawn(config, tmp_path, last_state(second) or state, catalog)
+    third, err = run_until(rerun, None)
+    assert rerun.returncode == 0, err
+
+    landed: dict[int, dict[str, Any]] = {}
+    for run in (first, second, third):
+        landed.update({m["record"]["id"]: m["record"] for m in records_of(run)})
+    now = {b["id"]: b for b in blocks.content_blocks()}
+    assert set(landed) == set(now)
+    assert added in landed
+    for block_id in edited:
+        assert landed[block_id]["updatedAt"] == now[block_id]["updatedAt"], block_id

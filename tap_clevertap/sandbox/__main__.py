@@ -12,7 +12,7 @@ from tap_clevertap.sandbox.server import SandboxServer, SandboxSettings
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and serve until interrupted."""
-    parser = argparse.ArgumentParser(description="Local simulator of CleverTap's Get Events API")
+    parser = argparse.ArgumentParser(description="Local simulator of CleverTap's read APIs")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--port-file", type=Path, help="write the chosen port here once ready")
@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--page-delay", type=float, default=0.0)
     parser.add_argument("--max-concurrent", type=int, default=3)
     parser.add_argument("--unordered", action="store_true", help="serve events out of ts order")
+    parser.add_argument(
+        "--messaging-delay",
+        type=float,
+        default=0.0,
+        help="seconds to serve each campaign, report, content block or category group request",
+    )
     args = parser.parse_args(argv)
 
     server = SandboxServer(
@@ -32,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
             page_delay=args.page_delay,
             max_concurrent=args.max_concurrent,
             unordered=args.unordered,
+            messaging_delay=args.messaging_delay,
         ),
         host=args.host,
         port=args.port,

@@ -3,7 +3,7 @@
     python run_source.py SOURCE_EXECUTABLE CONFIG_JSON WORK_DIR check|read
 
 Writes what happened to WORK_DIR/result.json: the check's outcome, or the event_ids (and
-profile keys) that landed in the DuckDB cache at WORK_DIR/cache.duckdb.
+profile and campaign-family keys) that landed in the DuckDB cache at WORK_DIR/cache.duckdb.
 """
 
 import json
@@ -14,6 +14,8 @@ import airbyte as ab
 from airbyte.caches import DuckDBCache
 from airbyte.exceptions import AirbyteConnectorCheckFailedError
 
+# Each stream's key column, the first of these it has.
+KEY_COLUMNS = ("event_id", "clevertap_id", "message_id", "id", "key")
 executable, config_path, work, action = sys.argv[1:5]
 work_dir = Path(work)
 config = json.loads(Path(config_path).read_text())
@@ -37,7 +39,7 @@ else:
     keys: dict[str, list[object]] = {}
     for name, dataset in read.streams.items():
         frame = dataset.to_pandas()
-        column = "event_id" if "event_id" in frame.columns else "clevertap_id"
+        column = next(c for c in KEY_COLUMNS if c in frame.columns)
         keys[name] = sorted(frame[column].tolist())
     result["keys"] = keys
 (work_dir / "result.json").write_text(json.dumps(result))
