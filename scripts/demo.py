@@ -90,14 +90,16 @@ def meltano(*args: str, env: dict[str, str]) -> str:
 
 
 def progress(log: str) -> None:
-    """Each stream's last window, and the tap's warnings (once each), from Meltano's log."""
+    """Each stream's last window, campaigns without a result, and the tap's warnings (once
+    each), from Meltano's log."""
     shown = set()
     for line in log.splitlines():
         if "tap-clevertap" not in line:
             continue
         text = line.split("tap-clevertap", 1)[1].strip()
         last_window = re.search(r" done \((\d+)/\1\)", text)
-        if (last_window or "warning" in line.lower()) and text not in shown:
+        noted = last_window or "without a result yet" in text or "warning" in line.lower()
+        if noted and text not in shown:
             shown.add(text)
             print("  " + text)
 
