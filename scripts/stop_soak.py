@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tap_clevertap.sandbox import SandboxServer
-from tests.conftest import make_config, spawn
+from tests.helpers import make_config, spawn
 
 
 def one_run(config: dict[str, Any], signum: int, at_record: int, work: Path) -> tuple[int, str]:

@@ -25,7 +25,8 @@ from singer_sdk.singerlib import RecordMessage, SchemaMessage, StateMessage
 from typing_extensions import override
 
 from tap_clevertap.client import CleverTapStream
-from tap_clevertap.config import CONFIG_SCHEMA, EVENT_SCHEMA_STREAM, TAP_SETTINGS
+from tap_clevertap.config import CONFIG_SCHEMA, TAP_SETTINGS
+from tap_clevertap.discovery import EVENT_SCHEMA_STREAM
 from tap_clevertap.errors import (
     CleverTapError,
     CredentialsRefused,
@@ -33,7 +34,7 @@ from tap_clevertap.errors import (
     ExportWaitTimeout,
     RetriesExhausted,
 )
-from tap_clevertap.output import SingerOutput, _write_bytes
+from tap_clevertap.output import SingerOutput, write_bytes
 from tap_clevertap.runtime import tune_for_a_sync
 from tap_clevertap.tap import TapClevertap
 
@@ -95,7 +96,7 @@ class AirbyteOutput(SingerOutput):
     def write_line(self, message: dict[str, Any]) -> None:
         """One Airbyte message, whole, flushed."""
         with self.whole_lines():
-            _write_bytes(_line(message))
+            write_bytes(_line(message))
             sys.stdout.flush()
 
     @override
@@ -240,7 +241,7 @@ def check(config: dict[str, Any]) -> dict[str, Any]:
     """SUCCEEDED, or FAILED with the tap's own one-line message; one getSchema request."""
     try:
         tap = TapClevertap(config=config, setup_mapper=False)  # no discovery yet
-        tap.catalog_stream(EVENT_SCHEMA_STREAM, "events").schema_items("events")
+        tap.schema_catalog_stream(EVENT_SCHEMA_STREAM, "events").schema_items()
     except ConfigValidationError as exc:
         return {"status": "FAILED", "message": "; ".join(exc.errors)}
     except CleverTapError as exc:
@@ -305,8 +306,6 @@ def read(config: dict[str, Any], configured_catalog: dict[str, Any], state: Any)
     bookmarks = state_in.get("bookmarks", {})
     state_in = {"bookmarks": {s: b for s, b in bookmarks.items() if modes.get(s) == "incremental"}}
     output = AirbyteOutput(set(modes), state_in)
-    failed = True
-    tap: TapClevertap | None = None
     with _logs_to(output):
         try:
             tap = TapClevertap(config=config, state=state_in, message_writer=output)
@@ -316,17 +315,15 @@ def read(config: dict[str, Any], configured_catalog: dict[str, Any], state: Any)
                 entry.metadata.root.selected = entry.tap_stream_id in modes
             for stream in tap.streams.values():
                 stream.apply_catalog(singer_catalog)
-            tap.sync_all()
-            failed = False
+            tap.sync_all()  # stops reading ahead (and removes the spool) whatever happens
+        except EventsRefused as exc:
+            # Raised after the last stream: each ran; the refused ones end INCOMPLETE.
             output.finish(failed=False)
-            tap.finish_run()
-        except BaseException as exc:
-            if failed:
-                output.finish(failed=True)
             return _report(output, exc)
-        finally:
-            if tap is not None:
-                tap.exports.stop()  # pages read ahead and their spool go, whatever happened
+        except BaseException as exc:
+            output.finish(failed=True)
+            return _report(output, exc)
+    output.finish(failed=False)
     return 0
 
 

@@ -139,7 +139,7 @@ class CleverTapStream(RESTStream[str | None]):
 
         Its body is read with `wire.response_body` (parsed once, whatever validation read).
         """
-        return self._send(self.prepare(request), context)
+        return self._with_policy(self.prepare(request), context)
 
     def fetch_body(
         self,
@@ -236,7 +236,7 @@ class CleverTapStream(RESTStream[str | None]):
     # --- the one retry policy ----------------------------------------------------------
 
     @cached_property
-    def _send(self) -> RequestFunc:
+    def _with_policy(self) -> RequestFunc:
         # `_request` is the SDK's one attempt: send, log its duration metric, validate.
         return self.request_decorator(self._request)
 
@@ -330,36 +330,43 @@ class CleverTapStream(RESTStream[str | None]):
         )
 
 
-class CleverTapExportStream(CleverTapStream):
-    """The two-step export: a POST that returns a cursor, then GETs that follow it.
+class ExportClient:
+    """One stream's export conversation: step 1, the page at a cursor, a page's records.
 
-    Get Events and Get User Profiles share it. The stream context carries the export:
-    `event_name`, `from` and `to` (YYYYMMDD ints). Subclasses set `path` and
-    `export_flags`.
+    What the threads reading exports ahead use (`exports.py`). It holds the stream's request
+    function (`send`: one request under the retry policy, polling and request slots) and the
+    few values a request is built from, and nothing else of the stream.
     """
 
-    @property
-    @abc.abstractmethod
-    def export_flags(self) -> dict[str, bool]:
-        """The step-1 flags `app`, `events`, `profile`, each sent as true or false.
+    def __init__(
+        self,
+        *,
+        url: str,
+        headers: dict[str, str],
+        batch_size: int,
+        flags: dict[str, bool],
+        send: Callable[[HTTPRequest, Context | None], requests.Response],
+        logger: logging.Logger,
+    ) -> None:
+        """The conversation with `url` (an export endpoint), sending through `send`."""
+        self.url = url
+        self.headers = headers
+        self.batch_size = batch_size
+        self.flags = flags
+        self.send = send
+        self.logger = logger
 
-        Always sent: CleverTap's defaults for a missing flag (events and profile on) are not
-        the settings' defaults.
-        """
-
-    @override
-    def get_http_request(self, *, page: PageContext[str | None]) -> HTTPRequest:
-        context = page.stream_context or {}
-        cursor = page.next_page_token
+    def request(self, cursor: str | None, context: Context) -> HTTPRequest:
+        """Step 1 (a POST with the export's flags) without a cursor, else the page at it."""
         if cursor is None:
-            params: dict[str, Any] = {"batch_size": self.config["batch_size"]}
-            for flag, value in self.export_flags.items():
+            params: dict[str, Any] = {"batch_size": self.batch_size}
+            for flag, value in self.flags.items():
                 params[flag] = "true" if value else "false"
             return HTTPRequest(
-                url=self.get_url(context),
+                url=self.url,
                 method="POST",
                 params=params,
-                headers=self.http_headers,
+                headers=self.headers,
                 data={
                     "event_name": context["event_name"],
                     "from": context["from"],
@@ -368,16 +375,14 @@ class CleverTapExportStream(CleverTapStream):
             )
         # Cursors arrive percent-encoded; "%" kept safe sends them exactly as received.
         return HTTPRequest(
-            url=self.get_url(context),
+            url=self.url,
             method="GET",
             params={"cursor": cursor},
-            headers=self.http_headers,
+            headers=self.headers,
             safe_query_chars="%",
         )
 
-    # --- one export: step 1 and the pages ------------------------------------------------
-
-    def open_export(
+    def open(
         self, context: Context, on_cursor: Callable[[], None] | None = None
     ) -> tuple[CursorPaginator, requests.Response]:
         """Step 1 (POST for a cursor), then the export's first page, polled until ready.
@@ -385,7 +390,7 @@ class CleverTapExportStream(CleverTapStream):
         `on_cursor` is called once step 1 gave a cursor (CleverTap did not refuse the
         event), before the export is prepared.
         """
-        paginator = self.get_new_paginator()
+        paginator = CursorPaginator()
         paginator.advance(self.fetch_page(paginator, context))
         if paginator.finished:
             raise CleverTapError("CleverTap answered the export request without a cursor")
@@ -398,12 +403,10 @@ class CleverTapExportStream(CleverTapStream):
 
         Step 1's POST while the paginator has no cursor, then the page at its cursor.
         """
-        return self._send(
-            self.prepare(self._page_request(paginator.current_value, context)), context
-        )
+        return self.send(self.request(paginator.current_value, context), context)
 
     def page_records(self, page: FetchedPage, context: Context) -> list[dict[str, Any]]:
-        """The page's records, its body parsed in full here, in the thread that writes them.
+        """The page's records, its body parsed here (in the writing thread) unless it was.
 
         A body that does not parse is fetched again (with the usual retries and polling).
 
@@ -413,25 +416,53 @@ class CleverTapExportStream(CleverTapStream):
                 requested again from step 1.
         """
         try:
-            body = parse_body(page.body)
+            body = page.parsed if page.parsed is not None else parse_body(page.body)
         except InvalidBody as exc:
-            self.log(
+            self.logger.warning(
                 "A page of %s could not be parsed (%s); requesting it again",
                 _export_name(context),
                 exc,
-                level=logging.WARNING,
             )
-            body = response_body(self.send(self._page_request(page.cursor, context), context))
+            body = response_body(self.send(self.request(page.cursor, context), context))
         if (body.get("next_cursor") or None) != page.next_cursor:
             raise CursorRejected("a page's next_cursor is not the cursor read ahead after it")
         # The last page may be just {"status": "success"} without a records key.
         records: list[dict[str, Any]] = body.get("records") or []
         return records
 
-    def _page_request(self, cursor: str | None, context: Context) -> HTTPRequest:
-        return self.get_http_request(
-            page=PageContext(stream_context=context, next_page_token=cursor)
+
+class CleverTapExportStream(CleverTapStream):
+    """The two-step export: a POST that returns a cursor, then GETs that follow it.
+
+    Get Events and Get User Profiles share it. The stream context carries the export:
+    `event_name`, `from` and `to` (YYYYMMDD ints). Subclasses set `path` and
+    `export_flags`; the conversation itself is the `export_client`'s.
+    """
+
+    @property
+    @abc.abstractmethod
+    def export_flags(self) -> dict[str, bool]:
+        """The step-1 flags `app`, `events`, `profile`, each sent as true or false.
+
+        Always sent: CleverTap's defaults for a missing flag (events and profile on) are not
+        the settings' defaults.
+        """
+
+    @cached_property
+    def export_client(self) -> ExportClient:
+        """This stream's export conversation, for the reading threads and the writer."""
+        return ExportClient(
+            url=self.url_base + self.path,
+            headers=self.http_headers,
+            batch_size=self.config["batch_size"],
+            flags=self.export_flags,
+            send=self.send,
+            logger=self.logger,
         )
+
+    @override
+    def get_http_request(self, *, page: PageContext[str | None]) -> HTTPRequest:
+        return self.export_client.request(page.next_page_token, page.stream_context or {})
 
     @override
     def get_new_paginator(self) -> CursorPaginator:

@@ -1,4 +1,4 @@
-"""Settings: the config schema, region hosts, stream names, and checks on the whole config.
+"""Settings: the config schema, region hosts, and checks on the whole config.
 
 Every check here runs before any request is sent, and every problem is one line that names
 the setting and says how to fix it.
@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import re
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from singer_sdk import typing as th
+
+from tap_clevertap.discovery import NOT_EXPORTABLE_EVENTS, reserved_stream_names, stream_name_for
 
 REGION_HOSTS = {
     "eu1": "https://api.clevertap.com",
@@ -27,18 +27,6 @@ REGION_HOSTS = {
     "mec1": "https://mec1.api.clevertap.com",
 }
 
-# CleverTap's Get Events page: these events cannot be exported through the API.
-NOT_EXPORTABLE_EVENTS = frozenset(
-    {
-        "Notification Sent",
-        "Notification Bounce",
-        "Notification Viewed",
-        "Notification Control Group",
-        "Notification Rendered",
-        "Notification System Control Group",
-    }
-)
-
 MAX_BATCH_SIZE = 5000
 
 # Campaigns are listed in windows of at most this many days ("optimized for 31 days or
@@ -46,36 +34,6 @@ MAX_BATCH_SIZE = 5000
 MAX_CAMPAIGN_WINDOW_DAYS = 31
 MAX_MESSAGE_REPORT_WINDOW_DAYS = 14
 DEFAULT_CAMPAIGN_LOOKAHEAD_DAYS = 365
-
-# The tap's own streams: no event stream may take these names.
-PROFILES_STREAM = "profiles"
-EVENT_SCHEMA_STREAM = "event_schema"
-USER_PROPERTIES_STREAM = "user_properties"
-CAMPAIGNS_STREAM = "campaigns"
-CAMPAIGN_REPORTS_STREAM = "campaign_reports"
-MESSAGE_REPORTS_STREAM = "message_reports"
-CONTENT_BLOCKS_STREAM = "content_blocks"
-CATEGORY_GROUPS_STREAM = "category_groups"
-CAMPAIGN_FAMILY_STREAMS = (
-    CAMPAIGNS_STREAM,
-    CAMPAIGN_REPORTS_STREAM,
-    MESSAGE_REPORTS_STREAM,
-    CONTENT_BLOCKS_STREAM,
-    CATEGORY_GROUPS_STREAM,
-)
-RESERVED_STREAM_NAMES = frozenset({PROFILES_STREAM, EVENT_SCHEMA_STREAM, USER_PROPERTIES_STREAM})
-
-
-def reserved_stream_names(config: Mapping[str, Any]) -> frozenset[str]:
-    """The tap's own stream names for this config, which no event stream may take.
-
-    The campaign family's names are reserved only when its streams are on, so that turning
-    them on is the only thing that can rename an event stream called e.g. `campaigns`.
-    """
-    if config.get("include_campaign_streams"):
-        return RESERVED_STREAM_NAMES | frozenset(CAMPAIGN_FAMILY_STREAMS)
-    return RESERVED_STREAM_NAMES
-
 
 CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
@@ -341,12 +299,6 @@ CONFIG_SCHEMA = th.PropertiesList(
 # The tap's own settings. (The SDK later adds its built-in ones, such as stream_maps, to
 # CONFIG_SCHEMA in place.)
 TAP_SETTINGS = tuple(CONFIG_SCHEMA["properties"])
-
-
-def stream_name_for(event_name: str) -> str:
-    """`App Launched` -> `app_launched`, `Product Viewed (Web)` -> `product_viewed_web`."""
-    ascii_name = unicodedata.normalize("NFKD", event_name).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")
 
 
 def parse_date(value: str) -> dt.date:

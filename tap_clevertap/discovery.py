@@ -1,4 +1,7 @@
-"""Which event streams exist: configured names, or the project's events less exclusions.
+"""Which streams exist and what they are called.
+
+The tap's own streams, and one stream per configured event, or per event the project lists
+less exclusions.
 
 Stream names are stable whatever order getSchema lists the events in: a name depends only
 on the event's own name and on which other names normalise to the same text.
@@ -7,14 +10,62 @@ on the event's own name and on which other names normalise to the same text.
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from tap_clevertap.config import NOT_EXPORTABLE_EVENTS, stream_name_for
 from tap_clevertap.errors import CleverTapError
+
+# CleverTap's Get Events page: these events cannot be exported through the API.
+NOT_EXPORTABLE_EVENTS = frozenset(
+    {
+        "Notification Sent",
+        "Notification Bounce",
+        "Notification Viewed",
+        "Notification Control Group",
+        "Notification Rendered",
+        "Notification System Control Group",
+    }
+)
+
+# The tap's own streams: no event stream may take these names.
+PROFILES_STREAM = "profiles"
+EVENT_SCHEMA_STREAM = "event_schema"
+USER_PROPERTIES_STREAM = "user_properties"
+CAMPAIGNS_STREAM = "campaigns"
+CAMPAIGN_REPORTS_STREAM = "campaign_reports"
+MESSAGE_REPORTS_STREAM = "message_reports"
+CONTENT_BLOCKS_STREAM = "content_blocks"
+CATEGORY_GROUPS_STREAM = "category_groups"
+CAMPAIGN_FAMILY_STREAMS = (
+    CAMPAIGNS_STREAM,
+    CAMPAIGN_REPORTS_STREAM,
+    MESSAGE_REPORTS_STREAM,
+    CONTENT_BLOCKS_STREAM,
+    CATEGORY_GROUPS_STREAM,
+)
+RESERVED_STREAM_NAMES = frozenset({PROFILES_STREAM, EVENT_SCHEMA_STREAM, USER_PROPERTIES_STREAM})
+
+
+def reserved_stream_names(config: Mapping[str, Any]) -> frozenset[str]:
+    """The tap's own stream names for this config, which no event stream may take.
+
+    The campaign family's names are reserved only when its streams are on, so that turning
+    them on is the only thing that can rename an event stream called e.g. `campaigns`.
+    """
+    if config.get("include_campaign_streams"):
+        return RESERVED_STREAM_NAMES | frozenset(CAMPAIGN_FAMILY_STREAMS)
+    return RESERVED_STREAM_NAMES
+
+
+def stream_name_for(event_name: str) -> str:
+    """`App Launched` -> `app_launched`, `Product Viewed (Web)` -> `product_viewed_web`."""
+    ascii_name = unicodedata.normalize("NFKD", event_name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")
 
 
 @dataclass(frozen=True)

@@ -46,33 +46,6 @@ class EventsRefused(CleverTapError):
     """Events named in the config were refused: the run ends non-zero after every stream."""
 
 
-class Refusals:
-    """The events CleverTap refused to export during the run, with its reasons, in order."""
-
-    def __init__(self) -> None:
-        """None yet."""
-        self.reasons: dict[str, str] = {}
-
-    def add(self, refused: ExportRefused) -> None:
-        """Remember a refused event (once)."""
-        self.reasons.setdefault(refused.event_name, refused.reason)
-
-    def raise_for(self, named: set[str]) -> None:
-        """End the run if any refused event was named in the config (not discovered).
-
-        Raises:
-            EventsRefused: one line listing them.
-        """
-        refused = [name for name in self.reasons if name in named]
-        if refused:
-            raise EventsRefused(
-                "refused by CleverTap: "
-                + ", ".join(repr(name) for name in refused)
-                + ": remove them from event_names/profile_event_names (the warnings above say "
-                "why), or leave event_names out to export every event CleverTap allows"
-            )
-
-
 class CursorRejected(CleverTapError):
     """`code` 3 on a cursor (malformed or expired): the window must be requested again."""
 

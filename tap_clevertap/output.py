@@ -71,7 +71,7 @@ class SingerOutput(SingerWriter):
                     lines = [dumps(record) for record in chunk]
                 except TypeError:
                     lines = [_record_json(record) for record in chunk]
-                _write_bytes(prefix + between.join(lines) + suffix)
+                write_bytes(prefix + between.join(lines) + suffix)
 
     @contextlib.contextmanager
     def whole_lines(self) -> Iterator[None]:
@@ -87,7 +87,7 @@ def _record_json(record: dict[str, Any]) -> bytes:
         return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _write_bytes(data: bytes) -> None:
+def write_bytes(data: bytes) -> None:
     """To stdout's binary buffer, without a flush (see the ordering rule above)."""
     out = getattr(sys.stdout, "buffer", None)
     if out is None:  # stdout replaced by a text stream (tests, embedding)

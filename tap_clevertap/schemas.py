@@ -6,6 +6,7 @@ list (`df`, `badKs`, `push_token`, ...), and those must reach the target unchang
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from singer_sdk import typing as th
@@ -253,3 +254,26 @@ CATEGORY_GROUP_SCHEMA = _family_schema(
     "A subscription (category) group (category-groups)",
     th.Property("key", th.IntegerType, required=True, description="The group's id (the key)"),
 )
+
+
+def folded(item: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """`item` with the top-level keys `schema` does not declare moved into EXTRA_KEY."""
+    fold_unlisted(item, schema, EXTRA_KEY)
+    return item
+
+
+def fold_unlisted(node: dict[str, Any], schema: Mapping[str, Any], key: str) -> None:
+    """Move the keys `schema` does not declare into `node[key]`, at every declared level.
+
+    For flattened output, whose SCHEMA can only name declared keys.
+    """
+    declared = schema.get("properties")
+    if not declared:
+        return
+    unlisted = [name for name in node if name not in declared]
+    if unlisted:
+        node[key] = {name: node.pop(name) for name in unlisted}
+    for name, sub_schema in declared.items():
+        value = node.get(name)
+        if isinstance(value, dict) and sub_schema.get("properties"):
+            fold_unlisted(value, sub_schema, key)

@@ -40,6 +40,18 @@ LOCK_NAME = "lock"
 STALE_AFTER_SECONDS = 60.0
 
 
+@dataclass(frozen=True)
+class SpoolBudget:
+    """What pages read ahead may take: bytes in memory, then bytes in files.
+
+    The files go under `directory` (default: the system's temporary directory).
+    """
+
+    memory_bytes: int
+    disk_bytes: int
+    directory: str | None = None
+
+
 @dataclass
 class SpooledPage:
     """One page's body: in memory, or in a file of the spool's directory."""
@@ -53,17 +65,17 @@ class SpooledPage:
 class Spool:
     """A bounded buffer of page bodies: `memory_bytes` in memory, then `disk_bytes` in files.
 
-    One condition (`changed`) guards the spool and is shared with the export readers, which
-    wait on it for room and the writer for pages. Signals do not interrupt its holder (see
-    `signals`).
+    One condition (`changed`) guards the spool; its owner (the export scheduler) hands it
+    over, so that readers waiting for room and the writer waiting for pages share it.
+    Signals do not interrupt its holder (see `signals`).
     """
 
-    def __init__(self, *, memory_bytes: int, disk_bytes: int, directory: str | None) -> None:
+    def __init__(self, budget: SpoolBudget, *, changed: SignalSafeCondition | None = None) -> None:
         """An empty spool; nothing is created on disk until a page does not fit in memory."""
-        self.memory_bytes = memory_bytes
-        self.disk_bytes = disk_bytes
-        self.parent = Path(directory or tempfile.gettempdir())
-        self.changed = SignalSafeCondition()
+        self.memory_bytes = budget.memory_bytes
+        self.disk_bytes = budget.disk_bytes
+        self.parent = Path(budget.directory or tempfile.gettempdir())
+        self.changed = changed or SignalSafeCondition()
         self.memory_used = 0
         self.disk_used = 0
         self.disk_peak = 0  # for the benchmark's report

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -16,31 +15,32 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from typing_extensions import override
 
-from tap_clevertap.config import (
-    CONFIG_SCHEMA,
+from tap_clevertap.config import CONFIG_SCHEMA, config_problems
+from tap_clevertap.discovery import (
     EVENT_SCHEMA_STREAM,
     USER_PROPERTIES_STREAM,
-    config_problems,
+    discovered_events,
     reserved_stream_names,
     stream_name_for,
+    stream_names_for,
 )
-from tap_clevertap.discovery import discovered_events, stream_names_for
-from tap_clevertap.errors import CleverTapError, Refusals
-from tap_clevertap.exports import ExportScheduler, Plan
+from tap_clevertap.errors import CleverTapError
+from tap_clevertap.exports import ExportScheduler, PlannedExport
 from tap_clevertap.output import SingerOutput
 from tap_clevertap.runtime import tune_for_a_sync
 from tap_clevertap.signals import GATE
-from tap_clevertap.spool import Spool
+from tap_clevertap.spool import SpoolBudget
 from tap_clevertap.streams import (
     CampaignReportStream,
     CampaignStream,
-    CatalogStream,
     CategoryGroupStream,
     Collaborators,
     ContentBlockStream,
     EventStream,
     MessageReportStream,
     ProfileStream,
+    Refusals,
+    SchemaCatalogStream,
     WindowedExportStream,
 )
 from tap_clevertap.windows import today_in
@@ -105,8 +105,7 @@ class TapClevertap(Tap):
         return ExportScheduler(
             max_concurrent_requests=self.config["max_concurrent_requests"],
             max_exports_ahead=self.config["max_exports_ahead"],
-            planner=self._planned_exports,
-            spool=Spool(
+            spool_budget=SpoolBudget(
                 memory_bytes=self.config["spool_memory_bytes"],
                 disk_bytes=self.config["spool_disk_bytes"],
                 directory=self.config.get("spool_dir"),
@@ -130,8 +129,12 @@ class TapClevertap(Tap):
             refusals=self.refusals,
         )
 
-    def _planned_exports(self) -> Plan:
-        # Streams are synced in the order of `self.streams`; state is loaded by now.
+    def planned_exports(self) -> list[PlannedExport]:
+        """Every export of the selected windowed streams, in the order the sync reads them.
+
+        Streams are synced in the order of `self.streams`; the state and the catalog's
+        selection must be known (they are once the tap is built).
+        """
         today = today_in(self.config["timezone"])
         return [
             export
@@ -149,8 +152,8 @@ class TapClevertap(Tap):
         if self.config.get("profile_event_names"):
             streams.append(ProfileStream(self, collaborators=self.collaborators))
         if self.config.get("include_catalog_streams"):
-            streams += [self.catalog_stream(EVENT_SCHEMA_STREAM, "events")]
-            streams += [self.catalog_stream(USER_PROPERTIES_STREAM, "userProperties")]
+            streams += [self.schema_catalog_stream(EVENT_SCHEMA_STREAM, "events")]
+            streams += [self.schema_catalog_stream(USER_PROPERTIES_STREAM, "userProperties")]
         if self.config.get("include_campaign_streams"):
             streams += [
                 family(self, request_slots=self.request_slots)
@@ -165,9 +168,9 @@ class TapClevertap(Tap):
         self._warn_of_missing_selected({stream.name for stream in streams})
         return streams
 
-    def catalog_stream(self, name: str, kind: str) -> CatalogStream:
+    def schema_catalog_stream(self, name: str, kind: str) -> SchemaCatalogStream:
         """The stream `name` of getSchema's `kind`; discovery and `check` ask it too."""
-        return CatalogStream(self, name=name, kind=kind, request_slots=self.request_slots)
+        return SchemaCatalogStream(self, name=name, kind=kind, request_slots=self.request_slots)
 
     def _event_streams(self) -> dict[str, str]:
         """Event name -> stream name: the configured events, or the project's (getSchema)."""
@@ -175,7 +178,7 @@ class TapClevertap(Tap):
         if configured is not None:
             return {event: stream_name_for(event) for event in configured}
         try:
-            items = self.catalog_stream(EVENT_SCHEMA_STREAM, "events").schema_items("events")
+            items = self.schema_catalog_stream(EVENT_SCHEMA_STREAM, "events").schema_items()
             events = discovered_events(items, self.config.get("exclude_event_names") or [])
         except CleverTapError as exc:
             exc.where = "discovering the project's events (GET /getSchema?type=events)"
@@ -203,17 +206,26 @@ class TapClevertap(Tap):
                     entry.tap_stream_id,
                 )
 
-    def finish_run(self) -> None:
-        """After the last stream: stop reading ahead; fail if a named event was refused.
+    @override  # type: ignore[misc]  # `sync_all` is `final` to type checkers only
+    def sync_all(self) -> None:
+        """The SDK's sync of every stream, with the exports planned first and read ahead.
+
+        After the last stream, an event named in `event_names` or `profile_event_names`
+        that CleverTap refused fails the run (discovered events it refuses are only warned
+        of). Reading ahead stops, and its spool goes, whatever happened. tests/
+        test_sdk_contract.py fails if the SDK's `sync_all` changes what this relies on.
 
         Raises:
-            EventsRefused: CleverTap refused events named in event_names or
-                profile_event_names (discovered events it refuses are only warned of).
+            EventsRefused: CleverTap refused events named in the config.
         """
-        self.exports.stop()
-        named = {*(self.config.get("event_names") or [])}
-        named |= {*(self.config.get("profile_event_names") or [])}
-        self.refusals.raise_for(named)
+        try:
+            self.exports.start(self.planned_exports())
+            super().sync_all()
+            named = {*(self.config.get("event_names") or [])}
+            named |= {*(self.config.get("profile_event_names") or [])}
+            self.refusals.raise_for(named)
+        finally:
+            self.exports.stop()
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -239,7 +251,7 @@ class TapClevertap(Tap):
 
     @classmethod
     @override
-    def invoke(
+    def invoke(  # type: ignore[override]  # the SDK's own signature (it ignores its base's)
         cls,
         *,
         about: bool = False,
@@ -247,30 +259,13 @@ class TapClevertap(Tap):
         config: Any = None,
         state: Any = None,
         catalog: Any = None,
-        **kwargs: Any,
     ) -> None:
-        """The command line: a sync, ending known failures with one line and exit code 1.
-
-        The SDK's `Tap.invoke` (read `--about`, log the version, make the tap, `sync_all`),
-        then `finish_run`, which needs the tap instance the SDK's version keeps to itself.
-        tests/test_sdk_contract.py fails if the SDK's steps change.
-        """
+        """The command line: the SDK's, tuned for a sync, known failures as one line (exit 1)."""
         tune_for_a_sync()
         with one_line_failures(cls.logger):
-            super(Tap, cls).invoke(about=about, about_format=about_format)  # --about
-            cls.print_version(print_fn=cls.logger.info)
-            tap = cls(
-                config=config.config if config is not None else {},
-                state=None if state is None else json.load(state),
-                catalog=None if catalog is None else json.load(catalog),
-                parse_env_config=config is not None and config.parse_env,
-                validate_config=True,
+            super().invoke(
+                about=about, about_format=about_format, config=config, state=state, catalog=catalog
             )
-            try:
-                tap.sync_all()
-                tap.finish_run()
-            finally:
-                tap.exports.stop()  # pages read ahead and their spool go, whatever happened
 
     @classmethod
     @override

@@ -56,6 +56,11 @@ def response_head(response: requests.Response) -> dict[str, Any]:
     return head
 
 
+def parsed_body(response: requests.Response) -> dict[str, Any] | None:
+    """The response's body if it has been parsed whole already (else None: not parsed)."""
+    return _bodies.get(response)
+
+
 def items_of(body: dict[str, Any], key: str) -> list[dict[str, Any]]:
     """The list `key` of a success body (none when CleverTap leaves it out).
 

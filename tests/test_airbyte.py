@@ -21,7 +21,7 @@ from airbyte_protocol.models import AirbyteMessage
 
 from tap_clevertap.config import CONFIG_SCHEMA, TAP_SETTINGS
 from tap_clevertap.sandbox import Fault, SandboxServer
-from tests.conftest import api_requests, capture_output, make_config, run_tap
+from tests.helpers import api_requests, capture_output, make_config, run_tap
 
 SOURCE = [sys.executable, "-m", "tap_clevertap.airbyte"]
 TWO = {"event_names": ["App Launched", "Charged"], "end_date": "2024-01-03"}

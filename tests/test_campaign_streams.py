@@ -17,7 +17,7 @@ from tap_clevertap.errors import CleverTapError, CredentialsRefused
 from tap_clevertap.sandbox import Fault, SandboxServer
 from tap_clevertap.streams.content import CONTENT_BLOCK_OVERLAP
 from tap_clevertap.tap import TapClevertap
-from tests.conftest import make_config, run_tap, select_only
+from tests.helpers import make_config, run_tap, select_only
 
 FAMILY = ("campaigns", "campaign_reports", "message_reports", "content_blocks", "category_groups")
 # One event for a day, and the campaign family over a short span.

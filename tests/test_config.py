@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_clevertap.config import config_problems, stream_name_for
+from tap_clevertap.config import config_problems
+from tap_clevertap.discovery import stream_name_for
 from tap_clevertap.sandbox import DEFAULT_PASSCODE, SandboxServer
 from tap_clevertap.tap import TapClevertap
-from tests.conftest import PASSCODES, capture_output, make_config
+from tests.helpers import PASSCODES, capture_output, make_config, run_cli
 
 PASSCODES.add("secret-pass")
 GOOD: dict[str, Any] = {
@@ -134,20 +135,6 @@ def test_good_config_has_no_problems() -> None:
     assert config_problems({**GOOD, "api_url": "http://127.0.0.1:9999"}) == []
     assert config_problems({**GOOD, "api_url": "http://localhost:1/"}) == []
     assert config_problems({**GOOD, "api_url": "https://eu1.proxy.example"}) == []
-
-
-def run_cli(config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "tap_clevertap", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    capture_output(result.stdout + result.stderr)
-    return result
 
 
 @pytest.mark.parametrize(

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tap_clevertap.config import NOT_EXPORTABLE_EVENTS, base_url, config_problems
-from tap_clevertap.discovery import hashed_stream_name
+from tap_clevertap.config import base_url, config_problems
+from tap_clevertap.discovery import NOT_EXPORTABLE_EVENTS, hashed_stream_name
 from tap_clevertap.sandbox import Fault, SandboxData, SandboxServer, SandboxSettings
 from tap_clevertap.sandbox.dataset import DEFAULT_CATALOG
 from tap_clevertap.tap import TapClevertap
-from tests.conftest import (
+from tests.helpers import (
     TapRun,
     api_requests,
-    capture_output,
     content_multiset,
     expected_rows,
     make_config,
     raw_view,
+    run_cli,
     run_tap,
 )
 
@@ -35,36 +33,10 @@ def discovered_config(server: SandboxServer, **overrides: Any) -> dict[str, Any]
     return config
 
 
-def cli(
-    args: list[str], config: dict[str, Any], tmp_path: Path
-) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "tap_clevertap", "--config", str(path), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    capture_output(result.stdout + result.stderr)
-    return result
-
-
-def event_streams(catalog: dict[str, Any]) -> dict[str, str]:
-    """Stream name -> event name, from a catalog's event streams."""
-    names = {}
-    for entry in catalog["streams"]:
-        props = entry["schema"]["properties"]
-        if "event_id" in props:
-            names[entry["tap_stream_id"]] = entry["tap_stream_id"]
-    return names
-
-
 def test_discovery_lists_every_exportable_event_without_requesting_the_others(
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:
-    result = cli(["--discover"], discovered_config(sandbox), tmp_path)
+    result = run_cli(discovered_config(sandbox), tmp_path, "--discover")
     assert result.returncode == 0, result.stderr
     catalog = json.loads(result.stdout)
     streams = {entry["tap_stream_id"] for entry in catalog["streams"]}
@@ -176,7 +148,7 @@ def test_a_getschema_failure_ends_discover_and_sync_with_one_line(
         sandbox.reset()
         sandbox.faults.append(fault)
         fault.seen = fault.fired = 0
-        result = cli(args, discovered_config(sandbox, max_retries=0), tmp_path)
+        result = run_cli(discovered_config(sandbox, max_retries=0), tmp_path, *args)
         assert result.returncode == 1, (args, result.stderr[-2000:])
         last = result.stderr.strip().splitlines()[-1]
         assert "discovering the project's events (GET /getSchema?type=events)" in last
@@ -186,7 +158,7 @@ def test_a_getschema_failure_ends_discover_and_sync_with_one_line(
 
 
 def test_nothing_left_after_exclusions_is_an_error(sandbox: SandboxServer, tmp_path: Path) -> None:
-    result = cli(["--discover"], discovered_config(sandbox, exclude_event_names=["*"]), tmp_path)
+    result = run_cli(discovered_config(sandbox, exclude_event_names=["*"]), tmp_path, "--discover")
     assert result.returncode == 1
     assert "narrow exclude_event_names" in result.stderr.strip().splitlines()[-1]
 
@@ -223,7 +195,7 @@ def test_a_refused_discovered_event_is_skipped_and_the_run_succeeds(
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:
     sandbox.faults.append(REFUSE_UTM)
-    result = cli([], discovered_config(sandbox), tmp_path)
+    result = run_cli(discovered_config(sandbox), tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     messages = [json.loads(line) for line in result.stdout.splitlines()]
     run = TapRun(messages)
@@ -245,7 +217,7 @@ def test_refused_events_named_in_the_config_end_the_run_non_zero_after_every_str
     config = make_config(
         sandbox, **TWO_DAYS, event_names=["UTM Visited", "Charged", "Not An Event"]
     )
-    result = cli([], config, tmp_path)
+    result = run_cli(config, tmp_path)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     # In the order the streams ran (the SDK sorts them by name).

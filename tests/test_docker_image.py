@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tap_clevertap.sandbox import SandboxServer
-from tests.conftest import REPO, capture_output, make_config
+from tests.helpers import REPO, capture_output, make_config
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 

@@ -25,8 +25,9 @@ from tap_clevertap.errors import (
 from tap_clevertap.sandbox import Fault, SandboxServer
 from tap_clevertap.streams import EventStream
 from tap_clevertap.tap import TapClevertap
-from tests.conftest import (
+from tests.helpers import (
     api_requests,
+    assert_all_events,
     content_multiset,
     expected_rows,
     make_config,
@@ -35,7 +36,7 @@ from tests.conftest import (
 )
 
 # One request at a time, so that each test can assert the exact sequence of requests;
-# tests/test_concurrency.py covers faults while exports are prepared ahead.
+# tests/test_read_ahead.py covers faults while exports are prepared ahead.
 ONE_EVENT = {
     "event_names": ["App Launched"],
     "end_date": "2024-01-03",
@@ -44,10 +45,8 @@ ONE_EVENT = {
 
 
 def assert_complete(sandbox: SandboxServer, records: list[dict[str, Any]]) -> None:
-    """Exactly the sandbox's events (by content) with one distinct id each."""
-    expected = expected_rows(sandbox, "App Launched", last=dt.date(2024, 1, 3))
-    assert content_multiset([raw_view(r) for r in records]) == content_multiset(expected)
-    assert len({r["event_id"] for r in records}) == len(expected)
+    """Exactly the sandbox's events of ONE_EVENT, each once, with a distinct id."""
+    assert_all_events(sandbox, records, ["App Launched"], last=dt.date(2024, 1, 3))
 
 
 @pytest.fixture

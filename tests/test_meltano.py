@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tap_clevertap.sandbox import SandboxData, SandboxServer
-from tests.conftest import (
+from tests.helpers import (
     REPO,
     capture_output,
     content_multiset,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from tap_clevertap.config import CONFIG_SCHEMA, TAP_SETTINGS
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 KINDS = {
     "string": "string",

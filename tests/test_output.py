@@ -1,11 +1,16 @@
-"""The Singer output: a target that stops reading ends the run with one line."""
+"""The Singer output: RECORD lines as bytes (or text when stdout was replaced), and a target
+that stops reading ends the run with one line."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import pytest
+
+from tap_clevertap import output
 from tap_clevertap.sandbox import SandboxServer
-from tests.conftest import capture_output, make_config, spawn
+from tests.helpers import capture_output, make_config, run_tap, spawn
 
 
 def test_a_target_that_stops_reading_ends_the_run_with_one_line(
@@ -25,3 +30,27 @@ def test_a_target_that_stops_reading_ends_the_run_with_one_line(
     assert "the target stopped reading the tap's output (broken pipe)" in err.splitlines()[-1]
     assert "Traceback" not in err
     assert "Exception ignored" not in err
+
+
+def test_in_process_runs_write_record_lines_as_bytes_or_as_text_alike(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # run_tap's stdout has a byte layer (as a process's has): RECORD lines go to it. A
+    # program that replaced stdout by a text stream gets the same lines as text.
+    writes: list[str] = []
+    write_bytes = output.write_bytes
+
+    def spy(data: bytes) -> None:
+        writes.append("bytes" if getattr(sys.stdout, "buffer", None) is not None else "text")
+        write_bytes(data)
+
+    monkeypatch.setattr(output, "write_bytes", spy)
+    config = make_config(sandbox, event_names=["Añadir al carrito"], end_date="2024-01-02")
+    as_bytes = run_tap(config)
+    assert set(writes) == {"bytes"}
+    writes.clear()
+    as_text = run_tap(config, text_stdout=True)
+    assert set(writes) == {"text"}
+    assert as_bytes.records() == as_text.records()
+    assert len(as_bytes.records()) > 20
+    assert any(not r["event_name"].isascii() for r in as_bytes.records())

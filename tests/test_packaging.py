@@ -14,7 +14,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tap_clevertap.tap import TapClevertap
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 LOCAL = {"tap_clevertap", "tests", "scripts", "benchmarks"}
 # The installed metadata is pyproject.toml's (`make` reinstalls when pyproject.toml changes).

@@ -14,7 +14,7 @@ from tap_clevertap.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_PASSCODE, SandboxS
 from tap_clevertap.sandbox.dataset import USER_PROPERTIES
 from tap_clevertap.streams.profiles import clevertap_id
 from tap_clevertap.tap import TapClevertap
-from tests.conftest import (
+from tests.helpers import (
     TapRun,
     api_requests,
     content_multiset,

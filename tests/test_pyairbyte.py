@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tap_clevertap.sandbox import SandboxServer
-from tests.conftest import api_requests, capture_output, ecosystem_tool, make_config, run_tap
+from tests.helpers import api_requests, capture_output, ecosystem_tool, make_config, run_tap
 
 RUNNER = Path(__file__).parent / "pyairbyte" / "run_source.py"
 CONFIG = {"event_names": ["App Launched", "Charged"], "end_date": "2024-01-03"}

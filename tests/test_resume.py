@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tap_clevertap.sandbox import SandboxData, SandboxServer, SandboxSettings
-from tests.conftest import (
+from tests.helpers import (
     WEEK,
     Spawned,
     capture_output,

@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import re
+import signal
 from importlib.metadata import version
 from typing import Any
 
@@ -20,14 +21,16 @@ import pytest
 import requests
 from singer_sdk import Stream, Tap
 from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedException
+from singer_sdk.io_base import SingerWriter
 from singer_sdk.plugin_base import PluginBase
 from singer_sdk.streams import RESTStream
 
-from tap_clevertap.output import LINES_PER_WRITE
+from tap_clevertap.output import LINES_PER_WRITE, SingerOutput
 from tap_clevertap.sandbox import SandboxData, SandboxServer, SandboxSettings
+from tap_clevertap.signals import GATE, STOP_SIGNALS
 from tap_clevertap.streams import EventStream
 from tap_clevertap.tap import TapClevertap
-from tests.conftest import REPO, make_config, run_tap
+from tests.helpers import REPO, make_config, run_tap
 
 # Every private member touched, and why. Keep in step with the README.
 PRIVATE_MEMBERS = {
@@ -249,21 +252,21 @@ def test_the_page_loop_counts_records_like_the_sdk(
     assert sum(m["value"] for m in counted) == len(run.records()) > 50
 
 
-def test_the_command_line_does_what_the_sdk_invoke_does() -> None:
-    # TapClevertap.invoke repeats Tap.invoke's steps to keep the tap for `finish_run`.
+def test_the_command_line_is_the_sdk_invoke_which_calls_our_sync_all() -> None:
+    # TapClevertap.invoke only wraps the SDK's; the SDK builds the tap and calls the public
+    # `sync_all`, which TapClevertap overrides (typed `final`, overridden all the same).
     source = inspect.getsource(Tap.invoke)
-    steps = [
-        "super().invoke(about=about, about_format=about_format)",
-        "cls.print_version(print_fn=cls.logger.info)",
-        "tap = cls(",
-        "config=config.config,",
-        "parse_env_config=config.parse_env,",
-        "validate_config=True,",
-        "tap.sync_all()",
-    ]
+    steps = ["tap = cls(", "validate_config=True,", "tap.sync_all()"]
     positions = [source.index(step) for step in steps]
     assert positions == sorted(positions)
-    assert source.count("\n        ") < 40  # no further steps hidden in a longer body
+    ours = inspect.getsource(TapClevertap.invoke)
+    assert "super().invoke(" in ours
+    assert "tap = cls(" not in ours
+    assert TapClevertap.sync_all is not Tap.sync_all
+    # The SDK's sync_all syncs the streams in `self.streams` order, each by `sync()`.
+    sync_all = inspect.getsource(Tap.sync_all)
+    assert "for stream in self.streams.values():" in sync_all
+    assert "stream.sync()" in sync_all
     assert list(inspect.signature(Tap.invoke).parameters) == [
         "about",
         "about_format",
@@ -271,3 +274,29 @@ def test_the_command_line_does_what_the_sdk_invoke_does() -> None:
         "state",
         "catalog",
     ]
+
+
+def test_the_sdk_sets_its_signal_handlers_in_plugin_init_and_ours_replace_them(
+    sandbox: SandboxServer,
+) -> None:
+    # PluginBase.__init__ installs the SDK's SIGINT/SIGTERM handlers; TapClevertap installs
+    # its own (signals.GATE) after it, so that a stop writes whole windows' STATE only.
+    init = inspect.getsource(PluginBase.__init__)
+    assert "self._setup_signal_handlers()" in init
+    assert "signal.signal(signal.SIGTERM" in inspect.getsource(PluginBase._setup_signal_handlers)
+    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    try:
+        TapClevertap(config=make_config(sandbox))
+        for sig in STOP_SIGNALS:
+            assert signal.getsignal(sig) == GATE._on_signal, sig
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def test_the_sdk_writes_each_message_to_the_text_layer_and_flushes() -> None:
+    # The ordering rule of output.py: SDK messages (STATE) go to sys.stdout and are flushed,
+    # so they reach the target after the RECORD bytes written below the text layer.
+    source = inspect.getsource(SingerWriter.write_message)
+    assert source.index("sys.stdout.write(") < source.index("sys.stdout.flush()")
+    assert SingerOutput.write_message is not SingerWriter.write_message

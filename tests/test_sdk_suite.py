@@ -8,7 +8,7 @@ from singer_sdk.testing import get_tap_test_class
 
 from tap_clevertap.sandbox import SandboxData, SandboxServer
 from tap_clevertap.tap import TapClevertap
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 # The suite's config is fixed when the class is built, so this sandbox starts at import.
 _SANDBOX = SandboxServer(SandboxData(events_per_day=12)).start()

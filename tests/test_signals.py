@@ -13,6 +13,8 @@ import pytest
 
 from tap_clevertap.signals import GATE, SignalSafeCondition, StopRequested
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def stops() -> Iterator[list[int]]:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from tap_clevertap.sandbox import SandboxServer
-from tests.conftest import capture_output, ecosystem_tool, make_config
+from tests.helpers import capture_output, ecosystem_tool, make_config
 
 
 def check(tap_args: list[str], check_tap: str) -> tuple[str, list[dict[str, object]]]:

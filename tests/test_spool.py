@@ -6,8 +6,6 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -16,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tap_clevertap.records import canonical_json
+from tap_clevertap.canonical import canonical_json
 from tap_clevertap.sandbox import SandboxServer
-from tap_clevertap.spool import Spool, remove_stale_directories
-from tests.conftest import (
+from tap_clevertap.spool import Spool, SpoolBudget, remove_stale_directories
+from tests.helpers import (
     THREE_STREAMS,
     assert_all_events,
     capture_output,
@@ -28,6 +26,7 @@ from tests.conftest import (
     make_config,
     raw_view,
     run_tap,
+    spawn,
 )
 
 
@@ -39,8 +38,9 @@ def always() -> bool:
     return True
 
 
+@pytest.mark.unit
 def test_pages_go_to_memory_then_files_then_wait(tmp_path: Path) -> None:
-    spool = Spool(memory_bytes=10, disk_bytes=10, directory=str(tmp_path))
+    spool = Spool(SpoolBudget(memory_bytes=10, disk_bytes=10, directory=str(tmp_path)))
     in_memory = spool.put(b"a" * 6, needed_now=never, cancelled=never)
     on_disk = spool.put(b"b" * 6, needed_now=never, cancelled=never)
     assert in_memory is not None
@@ -74,8 +74,9 @@ def test_pages_go_to_memory_then_files_then_wait(tmp_path: Path) -> None:
     assert not directory.exists()
 
 
+@pytest.mark.unit
 def test_a_failed_file_write_keeps_the_page_and_is_reported(tmp_path: Path) -> None:
-    spool = Spool(memory_bytes=1, disk_bytes=100, directory=str(tmp_path / "missing"))
+    spool = Spool(SpoolBudget(memory_bytes=1, disk_bytes=100, directory=str(tmp_path / "missing")))
     page = spool.put(b"page", needed_now=never, cancelled=never)
     assert page is not None
     assert isinstance(spool.failure, OSError)
@@ -83,6 +84,7 @@ def test_a_failed_file_write_keeps_the_page_and_is_reported(tmp_path: Path) -> N
     spool.close()
 
 
+@pytest.mark.unit
 def test_only_directories_of_runs_that_are_gone_are_removed(tmp_path: Path) -> None:
     dead = tmp_path / "tap-clevertap-1-dead"
     live = tmp_path / "tap-clevertap-2-live"
@@ -155,16 +157,6 @@ def test_a_spool_that_cannot_write_turns_reading_ahead_off_with_one_warning(
     assert "reading ahead is off for the rest of the run" in warnings[0].message
 
 
-def _start_tap(config: dict[str, Any], work: Path, state: dict[str, Any] | None = None) -> Any:
-    (work / "config.json").write_text(json.dumps(config))
-    cmd = [sys.executable, "-m", "tap_clevertap", "--config", str(work / "config.json")]
-    if state is not None:
-        (work / "state.json").write_text(json.dumps(state))
-        cmd += ["--state", str(work / "state.json")]
-    with (work / "stderr.log").open("wb") as stderr:  # a pipe left unread would fill up
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr)
-
-
 def _spool_config(sandbox: SandboxServer, spool_dir: Path) -> dict[str, Any]:
     return make_config(
         sandbox,
@@ -190,11 +182,12 @@ def test_a_stopped_run_leaves_no_spool_behind(
     sandbox.settings.page_delay = 0.01
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir()
-    proc = _start_tap(_spool_config(sandbox, spool_dir), tmp_path)
+    run = spawn(_spool_config(sandbox, spool_dir), tmp_path)
+    proc = run.proc
     _wait_for_spool(spool_dir, proc)
     proc.send_signal(signum)
     proc.communicate(timeout=30)
-    capture_output((tmp_path / "stderr.log").read_text())
+    capture_output(run.log.read_text())
     assert proc.returncode == 128 + signum
     assert not list(spool_dir.iterdir())
 
@@ -206,10 +199,11 @@ def test_a_killed_run_loses_nothing_and_its_spool_is_never_read(
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir()
     config = _spool_config(sandbox, spool_dir)
-    proc = _start_tap(config, tmp_path)
-    lines: list[bytes] = []
+    run = spawn(config, tmp_path)
+    proc = run.proc
+    lines: list[str] = []
     assert proc.stdout is not None
-    while sum(b'"type":"STATE"' in line for line in lines) < 3:
+    while sum('"type":"STATE"' in line for line in lines) < 3:
         lines.append(proc.stdout.readline())
     _wait_for_spool(spool_dir, proc)
     proc.kill()
@@ -218,7 +212,8 @@ def test_a_killed_run_loses_nothing_and_its_spool_is_never_read(
     proc.wait(timeout=10)
     proc.stdout.close()
     # A line cut by the kill never reached the target.
-    messages = [json.loads(line) for line in lines if line.endswith(b"\n")]
+    messages = [json.loads(line) for line in lines if line.endswith("\n")]
+    capture_output(run.log.read_text())
     leftover = list(spool_dir.iterdir())
     assert len(leftover) == 1
     # Were the rerun to read the dead run's pages, it would meet these.

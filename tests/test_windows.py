@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from tap_clevertap.windows import (
     Window,
     bookmark_after,
@@ -13,6 +15,8 @@ from tap_clevertap.windows import (
     sync_range,
     today_in,
 )
+
+pytestmark = pytest.mark.unit
 
 D = dt.date
 

@@ -12,6 +12,8 @@ from tap_clevertap import wire
 from tap_clevertap.errors import InvalidBody
 from tap_clevertap.wire import page_head
 
+pytestmark = pytest.mark.unit
+
 # Strings that would fool a scan that is not exact: quotes, escapes, braces, key names.
 TRICKY = [
     'a"b',

@@ -139,6 +139,9 @@ class SandboxSettings:
     no_result_answer: str = "409"  # one of NO_RESULT_ANSWERS
     content_blocks_enabled: bool = True  # False: HTTP 403 "isn't enabled on your account"
     messaging_delay: float = 0.0  # seconds to serve each messaging request (latency)
+    # The last records of an export come without a next_cursor (instead of a page of records
+    # followed by a bare {"status": "success"}): both are valid ends of an export.
+    records_on_last_page: bool = False
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -659,6 +662,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not records:
             # The end of an export: just a success, no records key and no next_cursor.
             self._send(200, b'{"status": "success"}')
+            return
+        if self.sandbox.settings.records_on_last_page and day_index >= export.segments:
+            self._entry["cursor_issued"] = None
+            records_json = b",".join(records)
+            self._send_page(b'{"status": "success", "records": [' + records_json + b"]}")
             return
         if self._entry.get("fault") == "repeat_cursor":
             # A broken server: hand back the export's first cursor, one already used.

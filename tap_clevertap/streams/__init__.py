@@ -9,22 +9,28 @@ from tap_clevertap.streams.campaigns import (
     CampaignStream,
     MessageReportStream,
 )
-from tap_clevertap.streams.catalogs import CatalogStream
 from tap_clevertap.streams.content import CategoryGroupStream, ContentBlockStream
 from tap_clevertap.streams.events import EventStream
 from tap_clevertap.streams.profiles import ProfileStream
-from tap_clevertap.streams.windowed import BOOKMARK_KEY, Collaborators, WindowedExportStream
+from tap_clevertap.streams.schema_catalogs import SchemaCatalogStream
+from tap_clevertap.streams.windowed import (
+    BOOKMARK_KEY,
+    Collaborators,
+    Refusals,
+    WindowedExportStream,
+)
 
 __all__ = [
     "BOOKMARK_KEY",
     "CampaignReportStream",
     "CampaignStream",
-    "CatalogStream",
     "CategoryGroupStream",
     "Collaborators",
     "ContentBlockStream",
     "EventStream",
     "MessageReportStream",
     "ProfileStream",
+    "Refusals",
+    "SchemaCatalogStream",
     "WindowedExportStream",
 ]

@@ -29,11 +29,11 @@ from tap_clevertap.client import (
     MESSAGE_REPORT_PATH,
     CleverTapStream,
 )
-from tap_clevertap.config import (
+from tap_clevertap.config import parse_date
+from tap_clevertap.discovery import (
     CAMPAIGN_REPORTS_STREAM,
     CAMPAIGNS_STREAM,
     MESSAGE_REPORTS_STREAM,
-    parse_date,
 )
 from tap_clevertap.errors import (
     InvalidBody,
@@ -41,11 +41,11 @@ from tap_clevertap.errors import (
     RetriesExhausted,
     describe,
 )
-from tap_clevertap.records import folded
 from tap_clevertap.schemas import (
     CAMPAIGN_REPORT_SCHEMA,
     CAMPAIGN_SCHEMA,
     MESSAGE_REPORT_SCHEMA,
+    folded,
 )
 from tap_clevertap.windows import Window, split, today_in
 from tap_clevertap.wire import items_of, response_head

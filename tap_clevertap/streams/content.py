@@ -21,10 +21,9 @@ from singer_sdk.streams.rest import HTTPRequest, PageContext
 from typing_extensions import override
 
 from tap_clevertap.client import CATEGORY_GROUPS_PATH, CONTENT_BLOCKS_PATH, CleverTapStream
-from tap_clevertap.config import CATEGORY_GROUPS_STREAM, CONTENT_BLOCKS_STREAM
+from tap_clevertap.discovery import CATEGORY_GROUPS_STREAM, CONTENT_BLOCKS_STREAM
 from tap_clevertap.errors import FeatureNotEnabled, InvalidBody
-from tap_clevertap.records import folded
-from tap_clevertap.schemas import CATEGORY_GROUP_SCHEMA, CONTENT_BLOCK_SCHEMA
+from tap_clevertap.schemas import CATEGORY_GROUP_SCHEMA, CONTENT_BLOCK_SCHEMA, folded
 from tap_clevertap.wire import items_of, response_body, response_head
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from typing_extensions import override
 
 from tap_clevertap.client import PROFILES_PATH
-from tap_clevertap.config import PROFILES_STREAM
+from tap_clevertap.discovery import PROFILES_STREAM
 from tap_clevertap.schemas import PROFILE_SCHEMA
 from tap_clevertap.streams.windowed import Collaborators, WindowedExportStream
 

@@ -22,7 +22,8 @@ from typing_extensions import override
 
 from tap_clevertap.client import CleverTapExportStream
 from tap_clevertap.config import parse_date
-from tap_clevertap.errors import CleverTapError, CursorRejected, ExportRefused, Refusals
+from tap_clevertap.errors import CleverTapError, CursorRejected, EventsRefused, ExportRefused
+from tap_clevertap.exports import ExportKey, PlannedExport, StreamEvent
 from tap_clevertap.windows import (
     Window,
     bookmark_after,
@@ -39,12 +40,39 @@ if TYPE_CHECKING:
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context, Record, TapState
 
-    from tap_clevertap.exports import ExportKey, ExportScheduler, ExportSource
+    from tap_clevertap.exports import ExportScheduler
     from tap_clevertap.output import SingerOutput
 
 # Key of the bookmark in `bookmarks.<stream>`: the last day (YYYYMMDD, account time zone)
 # whose records were all emitted.
 BOOKMARK_KEY = "window_to"
+
+
+class Refusals:
+    """The events CleverTap refused to export during the run, with its reasons, in order."""
+
+    def __init__(self) -> None:
+        """None yet."""
+        self.reasons: dict[str, str] = {}
+
+    def add(self, refused: ExportRefused) -> None:
+        """Remember a refused event (once)."""
+        self.reasons.setdefault(refused.event_name, refused.reason)
+
+    def raise_for(self, named: set[str]) -> None:
+        """End the run if any refused event was named in the config (not discovered).
+
+        Raises:
+            EventsRefused: one line listing them.
+        """
+        refused = [name for name in self.reasons if name in named]
+        if refused:
+            raise EventsRefused(
+                "refused by CleverTap: "
+                + ", ".join(repr(name) for name in refused)
+                + ": remove them from event_names/profile_event_names (the warnings above say "
+                "why), or leave event_names out to export every event CleverTap allows"
+            )
 
 
 @dataclass(frozen=True)
@@ -71,7 +99,7 @@ class WindowRestarts:
 
     A refused or expired cursor (`code` 3) restarts the export, at most `limit` times; its
     records then come again with the same ids. (Events out of `ts` order do not: see
-    `records.CopyCounter`.)
+    `copies.CopyCounter`.)
     """
 
     limit: int
@@ -152,8 +180,12 @@ class WindowedExportStream(CleverTapExportStream):
 
     @property
     def bookmark(self) -> dt.date | None:
-        """The last day whose records were all emitted, from the state; None without one."""
-        value = self.stream_state.get(BOOKMARK_KEY)
+        """The last day whose records were all emitted, from the state; None without one.
+
+        Read without adding the stream to the state (as `stream_state` would): the exports
+        are planned before the SDK writes the state it starts from.
+        """
+        value = self.tap_state.get("bookmarks", {}).get(self.name, {}).get(BOOKMARK_KEY)
         if value is None:
             return None
         try:
@@ -260,17 +292,17 @@ class WindowedExportStream(CleverTapExportStream):
         """The stream context of an export (the step-1 body)."""
         return {"event_name": event_name, "from": window.from_int, "to": window.to_int}
 
-    def export_key(self, context: Context) -> ExportKey:
-        """The scheduler's key of an export."""
-        return (self.name, context["event_name"], context["from"], context["to"])
+    def planned_export(self, context: Context) -> PlannedExport:
+        """The export of `context`, for the scheduler: its key, client and context."""
+        key = ExportKey(self.name, context["event_name"], context["from"], context["to"])
+        return PlannedExport(key, self.export_client, dict(context))
 
-    def planned_exports(self, today: dt.date) -> list[tuple[ExportKey, ExportSource, Context]]:
-        """Every export of the sync in reading order, with what reads it and its context."""
+    def planned_exports(self, today: dt.date) -> list[PlannedExport]:
+        """Every export of the sync in reading order."""
         return [
-            (self.export_key(context), self, context)
+            self.planned_export(self.export_context(name, window))
             for window in self.plan(today)
             for name in self.event_names
-            for context in [self.export_context(name, window)]
         ]
 
     def _shaped_pages(self) -> Iterator[list[dict[str, Any]]]:
@@ -314,7 +346,7 @@ class WindowedExportStream(CleverTapExportStream):
                         exc.where = f"stream {self.name} ({name!r}), window {window}"
                     raise
                 read_any = True
-                self.exports.read(self.export_key(context))
+                self.exports.done_with(self.planned_export(context).key)
             if not read_any:
                 return
             # The window's last RECORD was written before the next page was asked for.
@@ -337,7 +369,7 @@ class WindowedExportStream(CleverTapExportStream):
         """Leave a refused event out for the rest of the run, with one WARNING."""
         self._progress.refused.add(refused.event_name)
         self.refusals.add(refused)
-        self.exports.forget(self.name, refused.event_name)
+        self.exports.forget(StreamEvent(self.name, refused.event_name))
         self.log(
             "%s: CleverTap refused to export %r (%s) at window %s: skipped; the other "
             "streams go on",
@@ -354,13 +386,13 @@ class WindowedExportStream(CleverTapExportStream):
         Each attempt gets a fresh shaper, so ids do not change.
         """
         restarts = WindowRestarts(limit=self.config["max_window_restarts"])
-        key = self.export_key(context)
+        export = self.planned_export(context)
         while True:
             shaper = self.new_shaper(context, window)
             emitted = 0
             try:
-                for fetched in self.exports.pages(key, self, context):
-                    page = shaper.shape_page(self.page_records(fetched, context))
+                for fetched in self.exports.pages(export):
+                    page = shaper.shape_page(self.export_client.page_records(fetched, context))
                     del fetched  # its body (MBs) need not outlive the parse of the next
                     emitted += len(page)
                     yield page

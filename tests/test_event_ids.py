@@ -1,41 +1,39 @@
-"""Record shaping: canonical form, golden event ids, copy numbering, event_time."""
+"""`event_id`: the canonical form (RFC 8785), golden ids, copy numbering of identical events."""
 
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import decimal
 import hashlib
 import json
 import random
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
 
-from tap_clevertap.records import (
+from tap_clevertap.canonical import (
     _GENERAL,
-    CopyCounter,
-    DigestCounts,
-    EventTimes,
-    RecordShaper,
     _orjson_ready,
     canonical_json,
     ecmascript_number,
     identity_array,
 )
+from tap_clevertap.copies import CopyCounter, DigestCounts
+from tap_clevertap.streams.events import EventShaper, EventTimes
+
+pytestmark = pytest.mark.unit
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "event_ids.json").read_text())
 
 
 def shape_all(cases: list[dict[str, Any]]) -> list[str]:
-    shapers: dict[str, RecordShaper] = {}
+    shapers: dict[str, EventShaper] = {}
     ids = []
     for case in cases:
         name = case["event_name"]
-        shaper = shapers.setdefault(name, RecordShaper(name, EventTimes("UTC")))
+        shaper = shapers.setdefault(name, EventShaper(name, EventTimes("UTC")))
         ids.append(shaper.shape(copy.deepcopy(case["raw"]))["event_id"])
     return ids
 
@@ -77,23 +75,23 @@ def test_key_order_does_not_matter() -> None:
     raw = GOLDEN["cases"][0]["raw"]
     reordered = json.loads(json.dumps(raw, sort_keys=True))
     reordered["session_props"] = dict(reversed(list(raw["session_props"].items())))
-    shaper = RecordShaper("App Launched", EventTimes("UTC"))
+    shaper = EventShaper("App Launched", EventTimes("UTC"))
     assert shaper.shape(reordered)["event_id"] == GOLDEN["cases"][0]["event_id"]
 
 
 def test_profile_fields_other_than_object_id_do_not_change_the_id() -> None:
     raw = copy.deepcopy(GOLDEN["cases"][0]["raw"])
     raw["profile"].update(email="new@example.com", profileData={"x": 1}, os_version="15")
-    shaper = RecordShaper("App Launched", EventTimes("UTC"))
+    shaper = EventShaper("App Launched", EventTimes("UTC"))
     assert shaper.shape(raw)["event_id"] == GOLDEN["cases"][0]["event_id"]
 
 
 def test_identical_events_get_distinct_ids_and_a_new_window_numbers_again() -> None:
     raw = GOLDEN["cases"][2]["raw"]
-    shaper = RecordShaper("Charged", EventTimes("UTC"))
+    shaper = EventShaper("Charged", EventTimes("UTC"))
     first, second = (shaper.shape(copy.deepcopy(raw))["event_id"] for _ in range(2))
     assert first != second
-    again = RecordShaper("Charged", EventTimes("UTC"))
+    again = EventShaper("Charged", EventTimes("UTC"))
     assert again.shape(copy.deepcopy(raw))["event_id"] == first
 
 
@@ -197,27 +195,6 @@ def test_digest_counts_stay_compact() -> None:
     assert table._keys.itemsize * len(table._keys) / 200_000 <= 22
 
 
-@pytest.mark.parametrize(
-    ("zone", "ts", "utc"),
-    [
-        ("UTC", 20240101000000, "2024-01-01T00:00:00+00:00"),
-        ("Asia/Kolkata", 20240101053000, "2024-01-01T00:00:00+00:00"),
-        ("America/New_York", 20240310013000, "2024-03-10T06:30:00+00:00"),  # EST
-        ("America/New_York", 20240310033000, "2024-03-10T07:30:00+00:00"),  # EDT
-        ("America/New_York", 20241103013000, "2024-11-03T05:30:00+00:00"),  # first 1:30
-        ("Asia/Kathmandu", 20240615120000, "2024-06-15T06:15:00+00:00"),
-    ],
-)
-def test_event_time_reads_ts_in_the_account_zone(zone: str, ts: int, utc: str) -> None:
-    assert EventTimes(zone).utc_iso(ts) == utc
-
-
-def test_event_time_is_null_for_a_malformed_ts() -> None:
-    times = EventTimes("UTC")
-    assert times.utc_iso(20241399000000) is None
-    assert times.utc_iso("20240101000000") is None
-
-
 def reference_canonical(value: Any) -> str:
     """RFC 8785 written plainly, to check the optimised canonical_json against."""
     if isinstance(value, bool):
@@ -266,32 +243,6 @@ def test_canonical_json_matches_the_plain_reference_on_random_values() -> None:
     for _ in range(3000):
         value = random_json(rng)
         assert canonical_json(value) == reference_canonical(value)
-
-
-@pytest.mark.parametrize(
-    "zone", ["UTC", "America/New_York", "Europe/London", "Asia/Kolkata", "Australia/Lord_Howe"]
-)
-def test_event_time_matches_zoneinfo_for_every_minute_of_transition_days(zone: str) -> None:
-    times = EventTimes(zone)
-    tz = ZoneInfo(zone)
-    rng = random.Random(zone)
-    days = [
-        dt.date(2024, 3, 10),
-        dt.date(2024, 3, 31),
-        dt.date(2024, 4, 7),
-        dt.date(2024, 10, 6),
-        dt.date(2024, 11, 3),
-    ]
-    for day in days:
-        for minute in range(0, 24 * 60, 7):
-            local = dt.datetime.combine(day, dt.time()) + dt.timedelta(
-                minutes=minute, seconds=rng.randrange(60)
-            )
-            ts = int(local.strftime("%Y%m%d%H%M%S"))
-            expected = (
-                local - (local.replace(tzinfo=tz).utcoffset() or dt.timedelta())
-            ).isoformat() + "+00:00"
-            assert times.utc_iso(ts) == expected
 
 
 def random_object(rng: random.Random) -> dict[str, Any]:

@@ -5,20 +5,25 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import json
+import threading
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 import requests
 
 from tap_clevertap.errors import EventsRefused
+from tap_clevertap.exports import ExportScheduler, PlannedExport
 from tap_clevertap.runtime import YOUNG_GC_THRESHOLD
 from tap_clevertap.sandbox import SandboxData, SandboxServer
 from tap_clevertap.streams import EventStream
 from tap_clevertap.wire import read_whole_body, response_body
-from tests.conftest import (
+from tests.helpers import (
     WEEK,
     TapRun,
     api_requests,
+    assert_all_events,
     content_multiset,
     expected_rows,
     make_config,
@@ -195,7 +200,7 @@ def test_bodies_read_in_one_call_stay_readable_as_requests_keeps_them(
     assert isinstance(stream, EventStream)
     assert stream.requests_session.stream  # bodies are left to `read_whole_body`
     context = stream.export_context("App Launched", stream.plan(dt.date(2024, 1, 8))[0])
-    paginator, page = stream.open_export(context)
+    paginator, page = stream.export_client.open(context)
     body = read_whole_body(page)
     plain = requests.get(page.url, headers=page.request.headers, timeout=10)  # read by requests
     assert body == page.content == plain.content
@@ -221,3 +226,49 @@ def test_a_parsed_page_of_5000_events_stays_under_the_young_gc_threshold() -> No
         gc.enable()
     assert len(page["records"]) == 5000
     assert 5000 < containers < YOUNG_GC_THRESHOLD
+
+
+def test_an_embedding_program_s_sync_all_fails_for_a_refused_named_event(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    # The public sync_all (not only the command line) ends the run, after every stream, and
+    # stops reading ahead: no spool directory and no reading thread is left behind.
+    config = make_config(
+        sandbox,
+        event_names=["Charged", "Nope"],
+        end_date="2024-01-03",
+        spool_dir=str(tmp_path),
+        spool_memory_bytes=1,  # pages read ahead go to files
+    )
+    sink: list[dict[str, Any]] = []
+    with pytest.raises(EventsRefused, match="refused by CleverTap: 'Nope'"):
+        run_tap(config, sink=sink)
+    charged = [m["record"] for m in sink if m["type"] == "RECORD" and m["stream"] == "charged"]
+    assert len(charged) == len(expected_rows(sandbox, "Charged", last=dt.date(2024, 1, 3)))
+    assert list(tmp_path.iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("clevertap-read-")]
+
+
+def test_a_bare_stream_sync_reads_one_export_at_a_time(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the SDK's dry run does: no plan, so no reading thread, one request at a time.
+    readers: list[object] = []
+    start = ExportScheduler._start
+
+    def spy(self: ExportScheduler, export: PlannedExport) -> Any:
+        readers.append(export)
+        return start(self, export)
+
+    monkeypatch.setattr(ExportScheduler, "_start", spy)
+    sandbox.settings.page_delay = 0.005
+    config = make_config(sandbox, event_names=["Charged"], end_date="2024-01-03")
+    run_tap(config)
+    assert readers  # a whole sync does read ahead
+    readers.clear()
+    sandbox.reset()
+    run = run_tap(config, sync=lambda tap: tap.streams["charged"].sync())
+    assert readers == []
+    assert_all_events(sandbox, run.records(), ["Charged"], last=dt.date(2024, 1, 3))
+    assert sandbox.max_in_flight_seen == 1
+    assert len(api_requests(sandbox, "POST")) == 3

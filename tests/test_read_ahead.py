@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from tap_clevertap import client, wire
-from tap_clevertap.records import canonical_json
 from tap_clevertap.sandbox import Fault, SandboxServer
-from tests.conftest import (
+from tests.helpers import (
     THREE_STREAMS,
     api_requests,
     assert_all_events,
+    content_multiset,
     make_config,
     run_tap,
 )
@@ -57,17 +57,29 @@ def test_exports_are_opened_ahead_across_streams_in_order(sandbox: SandboxServer
     assert api_requests(sandbox).index(posts[first_charged]) < last_launch_get
 
 
-def assert_window_order(messages: list[dict[str, object]]) -> None:
-    """Records come stream by stream and day by day, each STATE after its window."""
+def assert_window_order(messages: list[dict[str, Any]]) -> None:
+    """Records come stream by stream and day by day, and each STATE after its window.
+
+    A window's STATE follows its last record and bookmarks its day; no STATE bookmarks a day
+    of a stream whose records come later.
+    """
     days: list[tuple[str, int]] = []
-    for message in messages:
+    last_record: dict[tuple[str, int], int] = {}
+    for position, message in enumerate(messages):
         if message["type"] == "RECORD":
-            record = message["record"]
-            assert isinstance(record, dict)
-            day = (str(message["stream"]), int(str(record["ts"])[:8]))
-            if not days or days[-1] != day:
-                assert day not in days, f"{day} came back after another window"
-                days.append(day)
+            window = (str(message["stream"]), int(str(message["record"]["ts"])[:8]))
+            if not days or days[-1] != window:
+                assert window not in days, f"{window} came back after another window"
+                days.append(window)
+            last_record[window] = position
+    states = [(i, m["value"]["bookmarks"]) for i, m in enumerate(messages) if m["type"] == "STATE"]
+    for (stream, day), position in last_record.items():
+        later = [b for i, b in states if i > position]
+        assert any(b.get(stream, {}).get("window_to", 0) >= day for b in later), (stream, day)
+    for position, bookmarks in states:
+        for (stream, day), last in last_record.items():
+            if bookmarks.get(stream, {}).get("window_to", 0) >= day:
+                assert last < position, f"a STATE covers {stream} {day} before its records"
 
 
 def test_faults_while_exports_are_prepared_ahead_lose_nothing(sandbox: SandboxServer) -> None:
@@ -121,10 +133,6 @@ def test_pages_are_parsed_only_by_the_thread_that_writes_them(
     assert set(large) == {threading.main_thread().name}
 
 
-def _ids_and_contents(records: list[dict[str, Any]]) -> Counter[str]:
-    return Counter(canonical_json(r) for r in records)
-
-
 # Faults on pages read ahead: the second and later pages of exports after the first.
 READ_AHEAD_FAULTS = {
     "429": Fault("status", status=429, times=2, after=1, event_name="Product Viewed"),
@@ -148,7 +156,7 @@ def test_faults_on_pages_read_ahead_give_the_records_of_one_request_at_a_time(
     ahead = run_tap(config).records()
     assert sandbox.faults[0].fired >= 1
     assert sandbox.max_in_flight_seen == 3
-    assert _ids_and_contents(ahead) == _ids_and_contents(alone)
+    assert content_multiset(ahead) == content_multiset(alone)
     assert all(r.get("status") != 429 or r.get("fault") for r in api_requests(sandbox))
 
 
@@ -170,7 +178,7 @@ def test_an_expired_cursor_read_ahead_restarts_its_window_with_the_same_ids(
     )
     ahead = run_tap(config).records()
     assert "requested again from the start" in caplog.text
-    assert set(_ids_and_contents(ahead)) == set(_ids_and_contents(alone))
+    assert set(content_multiset(ahead)) == set(content_multiset(alone))
     restarted = [
         r for r in ahead if r["event_name"] == "Product Viewed" and r["ts"] // 10**6 == 20240103
     ]
@@ -201,3 +209,30 @@ def test_an_event_s_later_exports_open_as_soon_as_it_has_a_cursor(sandbox: Sandb
     assert posts[0]["day_from"] == 20240101
     assert sorted(p["day_from"] for p in posts[1:]) == [20240102, 20240103]
     assert max(p["started"] for p in posts) - posts[0]["started"] < 0.25
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_an_export_ending_on_a_page_of_records_parses_each_page_once(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    # Its last page has records and no next_cursor: its head needs a full parse, which the
+    # writer then uses. Small pages (parsed whole for their head) are not parsed again either.
+    sandbox.settings.records_on_last_page = True
+    parsed: Counter[bytes] = Counter()
+    parse = wire.parse_body
+
+    def spy(content: bytes) -> dict[str, Any]:
+        parsed[bytes(content)] += 1
+        return parse(content)
+
+    monkeypatch.setattr(wire, "parse_body", spy)
+    monkeypatch.setattr(client, "parse_body", spy)
+    config = make_config(sandbox, event_names=THREE_STREAMS, max_concurrent_requests=limit)
+    run = run_tap(config)
+    assert_all_events(sandbox, run.records())
+    gets = api_requests(sandbox, "GET")
+    assert gets
+    assert all(r.get("cursor_issued") or r.get("records") for r in gets)  # no bare last page
+    assert sum(1 for r in gets if r.get("cursor_issued") is None) == len(THREE_STREAMS) * 7
+    assert parsed
+    assert set(parsed.values()) == {1}

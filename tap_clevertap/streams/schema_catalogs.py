@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 
-class CatalogStream(CleverTapStream):
+class SchemaCatalogStream(CleverTapStream):
     """One record per getSchema item: its `name` (the key) and the whole `item` as sent.
 
     Full table: the whole catalog every run (CleverTap gives no change date).
@@ -43,12 +43,13 @@ class CatalogStream(CleverTapStream):
         super().__init__(tap, name=name, schema=CATALOG_SCHEMA, request_slots=request_slots)
         self.kind = kind
 
-    def schema_items(self, kind: str) -> list[dict[str, Any]]:
-        """The items of `GET /getSchema?type=<kind>` (`events` or `userProperties`).
+    def schema_items(self) -> list[dict[str, Any]]:
+        """The items of `GET /getSchema?type=<kind>`, this stream's kind.
 
         Raises:
             CleverTapError: the answer has no `<kind>` list of objects.
         """
+        kind = self.kind
         items = self.fetch_body("GET", self.path, params={"type": kind}).get(kind)
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise CleverTapError(
@@ -59,7 +60,7 @@ class CatalogStream(CleverTapStream):
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        for item in self.schema_items(self.kind):
+        for item in self.schema_items():
             name = item.get("name")
             if isinstance(name, str) and name:  # the key; an item without one cannot land
                 yield {"name": name, "item": item}
