@@ -282,12 +282,13 @@ def singer_state(airbyte_state: Any) -> dict[str, Any]:
         raise AirbyteConfigError(problem)
     bookmarks = {}
     for message in airbyte_state:
+        if not isinstance(message, dict) or message.get("type") != "STREAM":
+            raise AirbyteConfigError(problem)
         try:
-            assert message["type"] == "STREAM"
             stream = message["stream"]
             name = stream["stream_descriptor"]["name"]
             bookmarks[name] = dict(stream.get("stream_state") or {})
-        except (AssertionError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise AirbyteConfigError(problem) from exc
     return {"bookmarks": bookmarks}
 

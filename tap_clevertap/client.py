@@ -23,7 +23,7 @@ from singer_sdk.streams import RESTStream
 from singer_sdk.streams.rest import HTTPRequest, PageContext
 from typing_extensions import override
 
-from tap_clevertap.config import base_url, seconds
+from tap_clevertap.config import POLL_GROWTH, POLL_MAX_WAIT, base_url, seconds
 from tap_clevertap.errors import (
     CleverTapError,
     CredentialsRefused,
@@ -61,9 +61,6 @@ CATEGORY_GROUPS_PATH = "/category-groups"  # no /1/ prefix
 CODE_THROTTLED = 1
 CODE_IN_PROGRESS = 2
 CODE_INCORRECT_USAGE = 3
-# Waits while an export is prepared: `export_poll_seconds` (1 s), x1.5 each time, at most 60 s.
-POLL_GROWTH = 1.5
-POLL_MAX_WAIT = 60.0
 RETRY_MAX_WAIT = 300.0
 
 

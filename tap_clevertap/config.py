@@ -28,6 +28,12 @@ REGION_HOSTS = {
 }
 
 MAX_BATCH_SIZE = 5000
+# CleverTap's limit of requests in flight per account (HTTP 429 over it).
+ACCOUNT_CONCURRENCY_LIMIT = 3
+# Waits while an export is prepared (`code` 2): `export_poll_seconds`, then this many times
+# longer each time, never more than POLL_MAX_WAIT seconds.
+POLL_GROWTH = 1.5
+POLL_MAX_WAIT = 60.0
 
 # Campaigns are listed in windows of at most this many days ("optimized for 31 days or
 # less"); message reports in windows of at most 14 (their latency grows with the range).
@@ -102,7 +108,9 @@ CONFIG_SCHEMA = th.PropertiesList(
         "batch_size",
         th.IntegerType(minimum=1, maximum=MAX_BATCH_SIZE),
         default=MAX_BATCH_SIZE,
-        description="Records per page asked of CleverTap (1..5000); pages may hold fewer.",
+        description=(
+            f"Records per page asked of CleverTap (1..{MAX_BATCH_SIZE}); pages may hold fewer."
+        ),
     ),
     th.Property(
         "include_app_fields",
@@ -237,8 +245,8 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.NumberType(minimum=0),
         default=1,
         description=(
-            "First wait while an export is being prepared (`code` 2); each next wait is 1.5 "
-            "times longer, up to 60 s."
+            f"First wait while an export is being prepared (`code` 2); each next wait is "
+            f"{POLL_GROWTH:g} times longer, up to {POLL_MAX_WAIT:g} s."
         ),
     ),
     th.Property(
@@ -250,9 +258,10 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
         "max_concurrent_requests",
         th.IntegerType(minimum=1),
-        default=3,
+        default=ACCOUNT_CONCURRENCY_LIMIT,
         description=(
-            "HTTP requests in flight at once (CleverTap allows 3 per account). Above 1, "
+            f"HTTP requests in flight at once (CleverTap allows {ACCOUNT_CONCURRENCY_LIMIT} per "
+            "account). Above 1, "
             "the exports after the one being written are prepared and read ahead."
         ),
     ),

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from singer_sdk.singerlib import Message
 
 # RECORD lines per write: orjson gives each line a 4 KB buffer whatever its length, so a whole
-# page's lines at once would hold ~20 MB, where a chunk's lines stay in the CPU cache.
+# page's lines at once would hold thousands of them, where a chunk's lines stay in the CPU
+# cache.
 LINES_PER_WRITE = 64
 
 
@@ -58,7 +59,11 @@ class SingerOutput(SingerWriter):
         return prefix, b',"time_extracted":"%s"}\n' % extracted.encode()
 
     def write_record_lines(self, stream: str, records: list[dict[str, Any]]) -> None:
-        """The RECORD messages of a page, byte for byte as the SDK writes them, unflushed."""
+        """The RECORD messages of a page, unflushed.
+
+        The same messages as the SDK writes (tests/test_sdk_contract.py compares them),
+        except that text goes out as UTF-8 where the SDK escapes non-ASCII characters.
+        """
         if not records:
             return
         prefix, suffix = self.record_framing(stream)

@@ -20,7 +20,7 @@ def tune_for_a_sync() -> None:
     """Collector and allocator settings for parsing and writing pages by the million."""
     # A sync allocates objects by the million (parsed pages), so the cyclic garbage
     # collector runs often, and each full pass walks every object the imports created.
-    # Those live as long as the process: frozen, collections skip them (~10% of a run).
+    # Those live as long as the process: frozen, collections skip them.
     gc.freeze()
     # A parsed page of 5,000 events is a tree of 25,000-40,000 containers, which reference
     # counting frees once the page is written. At the default threshold (700 new
@@ -35,12 +35,11 @@ def _one_heap() -> None:
     """One C heap for every thread, so that page bodies freed by one are reused by the next.
 
     glibc gives each thread that allocates its own heap (arena), up to 8 per core. Page
-    bodies (MBs each) are read by the reading threads and freed by the writing thread, so
-    memory freed in one thread's heap sat unused while another's grew: peak RSS with reading
-    ahead was 128-188 MiB for 1,000,000 events over 10 windows, 113 MiB with one heap
-    (benchmarks/bench.py, memory), at the same speed. (Fixing the mmap threshold instead gave
-    ~97 MiB but cost 9-15% of throughput in page faults: 0.85 and 0.91 of untuned, A/B in
-    one sitting.) Other C libraries (musl) have no mallopt: nothing to do there.
+    bodies (megabytes each) are read by the reading threads and freed by the writing thread,
+    so memory freed in one thread's heap sat unused while another's grew. One heap lowers
+    the peak at the same speed; fixing the mmap threshold instead lowered it further but
+    cost throughput in page faults (figures: CHANGELOG, `benchmarks/bench.py` memory).
+    Other C libraries (musl) have no mallopt: nothing to do there.
     """
     if not sys.platform.startswith("linux"):
         return

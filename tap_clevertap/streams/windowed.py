@@ -266,14 +266,14 @@ class WindowedExportStream(CleverTapExportStream):
             for page in self._shaped_pages():
                 self.output.write_record_lines(self.name, page)
                 record_counter.increment(len(page))
-                page.clear()  # free the parsed page (~12 MB) before the next is parsed
+                page.clear()  # free the parsed page (megabytes) before the next is parsed
         self.write_state(self.tap_state)
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         for page in self._shaped_pages():
             yield from page
-            page.clear()  # free the parsed page (~12 MB) before the next is parsed
+            page.clear()  # free the parsed page (megabytes) before the next is parsed
 
     # --- windows and exports -------------------------------------------------------------
 
