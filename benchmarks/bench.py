@@ -8,6 +8,8 @@
    3 vs 1.
 4. Airbyte: `source-clevertap read` against `tap-clevertap`, same records, both to /dev/null,
    alternating.
+6. Counts: a backfill with and without `include_event_counts` (CleverTap's count of each
+   event and day), alternating, at the sandbox's default latency; the count requests it adds.
 5. Campaigns: a year of campaigns and their reports (the campaign family): requests per
    endpoint, and wall time with the defaults and with max_concurrent_requests 1, at the
    sandbox's default latency (none) and at 100 ms a request.
@@ -410,6 +412,55 @@ def campaigns(work: Path, repeats: int) -> None:
             sandbox.stop()
 
 
+def counts(work: Path, repeats: int, per_day: int) -> None:
+    """The cost of event_counts: wall time with it over without, and its requests."""
+    sandbox = SandboxProcess("--events-per-day", str(per_day))
+    try:
+        walls: dict[bool, list[float]] = {False: [], True: []}
+        added: dict[str, int] = {}
+        for _ in range(repeats):
+            for with_counts in (False, True):
+                path = write_config(
+                    work,
+                    "counts",
+                    **base_config(
+                        sandbox.url,
+                        event_names=["App Launched", "Charged", "Product Viewed"],
+                        start_date="2024-01-01",
+                        end_date="2024-01-07",
+                        include_event_counts=with_counts,
+                    ),
+                )
+                before = requests_by_path(sandbox.url)
+                wall, _ = timed([sys.executable, "-m", "tap_clevertap", "--config", str(path)])
+                walls[with_counts].append(wall)
+                if with_counts:
+                    after = requests_by_path(sandbox.url)
+                    added = {"/1/counts/events.json": after.get("/1/counts/events.json", 0)}
+                    added["/1/counts/events.json"] -= before.get("/1/counts/events.json", 0)
+        ratios = [a / b for a, b in zip(walls[True], walls[False], strict=True)]
+        print(
+            f"\n[counts] 3 events x 7 one-day windows, {per_day:,} events a day, "
+            "default sandbox latency"
+        )
+        for with_counts, values in walls.items():
+            label = "with event_counts" if with_counts else "without"
+            print(
+                f"  {label:<18} wall min {min(values):.2f} s / median "
+                f"{statistics.median(values):.2f} s / max {max(values):.2f} s"
+            )
+        print(
+            f"  count requests a run {added.get('/1/counts/events.json', 0)} "
+            "(one per event and window day; no partial answers)"
+        )
+        print(
+            f"  wall ratio (with / without)  min {min(ratios):.3f} / median "
+            f"{statistics.median(ratios):.3f} / max {max(ratios):.3f}"
+        )
+    finally:
+        sandbox.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
@@ -420,7 +471,16 @@ def main() -> None:
         "--skip",
         nargs="*",
         default=[],
-        choices=["throughput", "memory", "overlap", "airbyte", "latency", "bigwindow", "campaigns"],
+        choices=[
+            "throughput",
+            "memory",
+            "overlap",
+            "airbyte",
+            "latency",
+            "bigwindow",
+            "campaigns",
+            "counts",
+        ],
     )
     parser.add_argument("--big-window-records", type=int, default=1_000_000)
     args = parser.parse_args()
@@ -443,6 +503,8 @@ def main() -> None:
             one_big_window(work, args.big_window_records)
         if "campaigns" not in args.skip:
             campaigns(work, max(1, args.repeats // 2))
+        if "counts" not in args.skip:
+            counts(work, args.repeats, 5000)
 
 
 if __name__ == "__main__":

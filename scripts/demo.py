@@ -52,6 +52,12 @@ for table in tables:
             f"max(ts) // 1000000, min(event_name) from clevertap.{table}"
         ).fetchone()
         what = f"{name!r} events {first}..{last}, {ids} distinct event_id"
+    elif table == "event_counts":
+        rows, differ = con.execute(
+            "select count(*), count(*) filter (where clevertap_count is distinct from "
+            "exported_count) from clevertap.event_counts"
+        ).fetchone()
+        what = f"CleverTap's count beside the tap's per event and day, {differ} day(s) differ"
     elif table in FAMILY:
         key, what = FAMILY[table]
         rows, ids = con.execute(

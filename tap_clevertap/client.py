@@ -12,9 +12,10 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import backoff
 import requests
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 
     RequestFunc = Callable[[requests.PreparedRequest, Context | None], requests.Response]
 
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
 EVENTS_PATH = "/1/events.json"
 PROFILES_PATH = "/1/profiles.json"
 SCHEMA_PATH = "/getSchema"  # no /1/ prefix
@@ -56,6 +60,7 @@ CAMPAIGN_RESULT_PATH = "/1/targets/result.json"
 MESSAGE_REPORT_PATH = "/1/message/report.json"
 CONTENT_BLOCKS_PATH = "/v1/contentBlock/list"  # no /1/ prefix
 CATEGORY_GROUPS_PATH = "/category-groups"  # no /1/ prefix
+EVENT_COUNTS_PATH = "/1/counts/events.json"
 
 # CleverTap's body codes (often sent with HTTP 200).
 CODE_THROTTLED = 1
@@ -156,6 +161,42 @@ class CleverTapStream(RESTStream[str | None]):
             data=data,
         )
         return response_body(self.send(request, context))
+
+    def concurrently(
+        self, function: Callable[[_Item], _Result], items: Sequence[_Item]
+    ) -> Iterator[_Result]:
+        """`function(item)` of each item, in order, `max_concurrent_requests` at a time.
+
+        For requests that do not depend on each other (a campaign's result, a day's count):
+        each goes through the request slots like any other. The threads are daemons, so a
+        stop (a signal, a failure raised here) does not wait for the calls in flight; once
+        one call fails, no further one starts.
+        """
+        results: list[Future[_Result]] = [Future() for _ in items]
+        pending = iter(range(len(items)))
+        lock = threading.Lock()
+        stopped = threading.Event()
+
+        def work() -> None:
+            while not stopped.is_set():
+                with lock:
+                    index = next(pending, None)
+                if index is None:
+                    return
+                try:
+                    results[index].set_result(function(items[index]))
+                except BaseException as exc:  # handed to the caller, in order
+                    results[index].set_exception(exc)
+
+        workers = min(len(items), self.config["max_concurrent_requests"])
+        for number in range(workers):
+            name = f"clevertap-{self.name}-{number}"
+            threading.Thread(target=work, name=name, daemon=True).start()
+        try:
+            for result in results:
+                yield result.result()
+        finally:
+            stopped.set()
 
     @contextlib.contextmanager
     def naming_failures(self, what: str) -> Iterator[None]:

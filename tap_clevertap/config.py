@@ -178,6 +178,15 @@ CONFIG_SCHEMA = th.PropertiesList(
         ),
     ),
     th.Property(
+        "include_event_counts",
+        th.BooleanType,
+        default=False,
+        description=(
+            "Adds the `event_counts` stream: for each event and day the run read, CleverTap's "
+            "own count (its count API) beside the records the tap emitted."
+        ),
+    ),
+    th.Property(
         "campaign_lookahead_days",
         th.IntegerType(minimum=0),
         default=DEFAULT_CAMPAIGN_LOOKAHEAD_DAYS,

@@ -48,18 +48,23 @@ CAMPAIGN_FAMILY_STREAMS = (
     CONTENT_BLOCKS_STREAM,
     CATEGORY_GROUPS_STREAM,
 )
+EVENT_COUNTS_STREAM = "event_counts"
 RESERVED_STREAM_NAMES = frozenset({PROFILES_STREAM, EVENT_SCHEMA_STREAM, USER_PROPERTIES_STREAM})
 
 
 def reserved_stream_names(config: Mapping[str, Any]) -> frozenset[str]:
     """The tap's own stream names for this config, which no event stream may take.
 
-    The campaign family's names are reserved only when its streams are on, so that turning
-    them on is the only thing that can rename an event stream called e.g. `campaigns`.
+    The names of optional streams are reserved only when those streams are on, so that
+    turning them on is the only thing that can rename an event stream called e.g.
+    `campaigns`.
     """
+    reserved = set(RESERVED_STREAM_NAMES)
     if config.get("include_campaign_streams"):
-        return RESERVED_STREAM_NAMES | frozenset(CAMPAIGN_FAMILY_STREAMS)
-    return RESERVED_STREAM_NAMES
+        reserved |= set(CAMPAIGN_FAMILY_STREAMS)
+    if config.get("include_event_counts"):
+        reserved.add(EVENT_COUNTS_STREAM)
+    return frozenset(reserved)
 
 
 def stream_name_for(event_name: str) -> str:

@@ -277,3 +277,32 @@ def fold_unlisted(node: dict[str, Any], schema: Mapping[str, Any], key: str) -> 
         value = node.get(name)
         if isinstance(value, dict) and sub_schema.get("properties"):
             fold_unlisted(value, sub_schema, key)
+
+
+EVENT_COUNT_SCHEMA: dict[str, Any] = th.PropertiesList(
+    th.Property("event_name", th.StringType, required=True),
+    th.Property(
+        "day",
+        th.DateType,
+        required=True,
+        description="The day (YYYY-MM-DD, in the account's time zone) both counts are of",
+    ),
+    th.Property(
+        "clevertap_count",
+        th.IntegerType,
+        description="What CleverTap's count API says; null when the count failed",
+    ),
+    th.Property(
+        "exported_count",
+        th.IntegerType,
+        required=True,
+        description="The records the tap emitted for the event and day in this run (copies "
+        "included)",
+    ),
+    th.Property(
+        "checked_at", th.DateTimeType, required=True, description="When the run compared them"
+    ),
+).to_dict()
+EVENT_COUNT_SCHEMA["description"] = (
+    "CleverTap's own count of each event and day the run read, beside the tap's"
+)

@@ -17,6 +17,7 @@ from typing_extensions import override
 
 from tap_clevertap.config import CONFIG_SCHEMA, config_problems
 from tap_clevertap.discovery import (
+    EVENT_COUNTS_STREAM,
     EVENT_SCHEMA_STREAM,
     USER_PROPERTIES_STREAM,
     discovered_events,
@@ -36,6 +37,7 @@ from tap_clevertap.streams import (
     CategoryGroupStream,
     Collaborators,
     ContentBlockStream,
+    EventCountStream,
     EventStream,
     MessageReportStream,
     ProfileStream,
@@ -43,6 +45,7 @@ from tap_clevertap.streams import (
     SchemaCatalogStream,
     WindowedExportStream,
 )
+from tap_clevertap.streams.counts import CountLedger
 from tap_clevertap.windows import today_in
 
 if TYPE_CHECKING:
@@ -119,6 +122,11 @@ class TapClevertap(Tap):
         return Refusals()
 
     @cached_property
+    def counts(self) -> CountLedger:
+        """What the event streams read, for `event_counts` (inactive unless it is synced)."""
+        return CountLedger()
+
+    @cached_property
     def collaborators(self) -> Collaborators:
         """What every export stream is handed when it is created."""
         return Collaborators(
@@ -127,7 +135,21 @@ class TapClevertap(Tap):
             output=self.output,
             write_state=self.state_writer.write_state,
             refusals=self.refusals,
+            counts=self.counts,
         )
+
+    @property
+    @override
+    def streams(self) -> dict[str, Stream]:
+        """The SDK's streams, synced in this order: by name, and `event_counts` last.
+
+        The SDK syncs streams in name order; `event_counts` describes what the event streams
+        read, so it comes after every one of them.
+        """
+        streams = super().streams
+        if EVENT_COUNTS_STREAM in streams and next(reversed(streams)) != EVENT_COUNTS_STREAM:
+            streams[EVENT_COUNTS_STREAM] = streams.pop(EVENT_COUNTS_STREAM)  # the cached dict
+        return streams
 
     def planned_exports(self) -> list[PlannedExport]:
         """Every export of the selected windowed streams, in the order the sync reads them.
@@ -154,6 +176,10 @@ class TapClevertap(Tap):
         if self.config.get("include_catalog_streams"):
             streams += [self.schema_catalog_stream(EVENT_SCHEMA_STREAM, "events")]
             streams += [self.schema_catalog_stream(USER_PROPERTIES_STREAM, "userProperties")]
+        if self.config.get("include_event_counts"):
+            streams.append(
+                EventCountStream(self, request_slots=self.request_slots, ledger=self.counts)
+            )
         if self.config.get("include_campaign_streams"):
             streams += [
                 family(self, request_slots=self.request_slots)
@@ -210,6 +236,8 @@ class TapClevertap(Tap):
     def sync_all(self) -> None:
         """The SDK's sync of every stream, with the exports planned first and read ahead.
 
+        The event streams record what they read for `event_counts` when it is selected.
+
         After the last stream, an event named in `event_names` or `profile_event_names`
         that CleverTap refused fails the run (discovered events it refuses are only warned
         of). Reading ahead stops, and its spool goes, whatever happened. tests/
@@ -219,6 +247,15 @@ class TapClevertap(Tap):
             EventsRefused: CleverTap refused events named in the config.
         """
         try:
+            count_stream = self.streams.get(EVENT_COUNTS_STREAM)
+            if isinstance(count_stream, EventCountStream) and count_stream.selected:
+                count_stream.begin(
+                    {
+                        stream.name: stream.bookmark
+                        for stream in self.streams.values()
+                        if isinstance(stream, EventStream) and stream.selected
+                    }
+                )
             self.exports.start(self.planned_exports())
             super().sync_all()
             named = {*(self.config.get("event_names") or [])}

@@ -435,3 +435,43 @@ def test_read_of_the_campaign_family_with_one_status_each_and_a_content_block_st
     assert "updatedFrom=" in queries[0]
     assert "createdAtFrom=" in queries[1]
     assert len(of_type(again, "RECORD")) < len(singer.records("content_blocks"))
+
+
+def test_the_event_counts_stream_under_the_airbyte_protocol(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    config = make_config(sandbox, **TWO, include_event_counts=True)
+    code, messages = source(tmp_path, "discover", config=config)
+    assert code == 0
+    streams = {s["name"]: s for s in of_type(messages, "CATALOG")[0]["catalog"]["streams"]}
+    counts = streams["event_counts"]
+    assert counts["supported_sync_modes"] == ["full_refresh", "incremental"]
+    assert counts["source_defined_primary_key"] == [["event_name"], ["day"]]
+    assert counts["default_cursor_field"] == ["day"]
+    singer = run_tap(config)
+    sandbox.reset()
+    code, messages = source(
+        tmp_path,
+        "read",
+        config=config,
+        catalog=configured("app_launched", "charged", "event_counts"),
+    )
+    assert code == 0
+    landed = [
+        m["record"]["data"]
+        for m in of_type(messages, "RECORD")
+        if m["record"]["stream"] == "event_counts"
+    ]
+    strip = [{k: v for k, v in r.items() if k != "checked_at"} for r in landed]
+    assert strip == [
+        {k: v for k, v in r.items() if k != "checked_at"} for r in singer.records("event_counts")
+    ]
+    assert len(landed) == 2 * 3
+    assert [s for n, s in statuses(messages) if n == "event_counts"] == [
+        "STARTED",
+        "RUNNING",
+        "COMPLETE",
+    ]
+    state = [m["state"]["stream"] for m in of_type(messages, "STATE")][-1]
+    assert state["stream_descriptor"]["name"] == "event_counts"
+    assert state["stream_state"]["counted_to"] == {"app_launched": 20240103, "charged": 20240103}

@@ -107,6 +107,11 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
         "in config['message_report_window_days']",
     ),
     (
+        "an event named like the counts stream",
+        {"include_event_counts": True, "event_names": ["Event Counts"]},
+        "'Event Counts' maps to stream 'event_counts', a name the tap keeps",
+    ),
+    (
         "an event named like a campaign stream",
         {"include_campaign_streams": True, "event_names": ["Campaigns"]},
         "'Campaigns' maps to stream 'campaigns', a name the tap keeps",

@@ -32,6 +32,7 @@ DISCOVERED = {
     "profile_event_names": ["Charged"],
     "include_catalog_streams": True,
     "include_campaign_streams": True,
+    "include_event_counts": True,
 }
 KEYS = {
     "profiles": "clevertap_id",
@@ -136,7 +137,7 @@ def test_meltano_run_into_duckdb_then_an_incremental_rerun(meltano: Meltano) -> 
     config = make_config(meltano.sandbox, batch_size=5000, **DISCOVERED)
     config.pop("event_names")
     run = run_tap(config)
-    streams = {m["stream"] for m in run.messages if m["type"] == "SCHEMA"}
+    streams = {m["stream"] for m in run.messages if m["type"] == "SCHEMA"} - {"event_counts"}
     event_streams = streams - set(KEYS)
     assert len(event_streams) == len(meltano.sandbox.data.catalog) == 8
     assert set(KEYS) <= streams
@@ -149,6 +150,14 @@ def test_meltano_run_into_duckdb_then_an_incremental_rerun(meltano: Meltano) -> 
         emitted = [r[key] for r in run.records(stream)]
         assert landed == (sorted(emitted) if key == "event_id" else sorted(set(emitted)))
         assert landed, stream
+    # One count per event and day, equal to what landed (keyed on event_name and day).
+    counts = meltano.duckdb(
+        "select event_name, day, clevertap_count, exported_count from clevertap.event_counts",
+        database,
+    )
+    assert len(counts) == len(event_streams) * 7
+    assert all(c["clevertap_count"] == c["exported_count"] for c in counts)
+    assert len({(c["event_name"], c["day"]) for c in counts}) == len(counts)
     state = meltano.state("sandbox:tap-clevertap-to-target-duckdb")
     assert state["singer_state"]["bookmarks"]["charged"] == {"window_to": 20240107}
     assert state["singer_state"]["bookmarks"]["profiles"] == {"window_to": 20240107}
@@ -236,8 +245,8 @@ def test_groups_of_event_names_keep_their_own_state(meltano: Meltano) -> None:
         )
     a = meltano.state("sandbox:tap-clevertap-to-target-jsonl:group-a")["singer_state"]
     b = meltano.state("sandbox:tap-clevertap-to-target-jsonl:group-b")["singer_state"]
-    # (Each group also carries the environment's profiles and content_blocks streams.)
-    shared = {"profiles", "content_blocks"}
+    # (Each group also carries the environment's profiles, content_blocks and event_counts.)
+    shared = {"profiles", "content_blocks", "event_counts"}
     assert {s for s, v in a["bookmarks"].items() if v and s not in shared} == {"app_launched"}
     assert {s for s, v in b["bookmarks"].items() if v and s not in shared} == {"charged"}
 

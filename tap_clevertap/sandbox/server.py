@@ -54,7 +54,8 @@ MESSAGING_PATHS = frozenset(
         CATEGORY_GROUPS_PATH,
     }
 )
-API_PATHS = frozenset({EVENTS_PATH, PROFILES_PATH, SCHEMA_PATH}) | MESSAGING_PATHS
+COUNTS_PATH = "/1/counts/events.json"
+API_PATHS = frozenset({EVENTS_PATH, PROFILES_PATH, SCHEMA_PATH, COUNTS_PATH}) | MESSAGING_PATHS
 # How a campaign without a result yet is answered: HTTP 409 (documented), HTTP 500 with a
 # `fail` body, or HTTP 200 with an `error` and no `result` (both seen live).
 NO_RESULT_ANSWERS = ("409", "500", "200")
@@ -142,6 +143,11 @@ class SandboxSettings:
     # The last records of an export come without a next_cursor (instead of a page of records
     # followed by a bare {"status": "success"}): both are valid ends of an export.
     records_on_last_page: bool = False
+    # Counts: answered `partial` this many times (the POST first, then polls) before the
+    # count; and a day (YYYYMMDD) whose count is one more than its export, as when an event
+    # reaches CleverTap after the day was exported.
+    count_partial_polls: int = 0
+    late_event_day: int | None = None
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -172,6 +178,7 @@ class SandboxServer:
         self.requests: list[dict[str, Any]] = []
         self.max_in_flight_seen = 0
         self._cursors: dict[str, _Cursor] = {}
+        self._counts: dict[int, list[int]] = {}  # req_id -> [count, partial answers left]
         self._pages: OrderedDict[tuple[object, ...], list[bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -420,6 +427,8 @@ class _Handler(BaseHTTPRequestHandler):
         params = _query_params(query)
         if path in MESSAGING_PATHS:
             self._messaging(method, path, params, raw_body)
+        elif path == COUNTS_PATH:
+            self._count(method, params, raw_body)
         elif path == SCHEMA_PATH:
             self._schema(method, params)
         elif method == "POST":
@@ -486,9 +495,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._success({"list": messaging.category_groups()})
 
-    def _success(self, payload: dict[str, Any], status: int = 200) -> None:
+    def _success(
+        self, payload: dict[str, Any], status: int = 200, status_word: str = "success"
+    ) -> None:
         self._entry["status"] = status
-        self._json(status, {"status": "success", **payload})
+        self._json(status, {"status": status_word, **payload})
 
     def _campaign_result(self, campaign_id: object) -> None:
         if not isinstance(campaign_id, int) or isinstance(campaign_id, bool):
@@ -538,6 +549,62 @@ class _Handler(BaseHTTPRequestHandler):
         start = (page_number - 1) * page_size
         self._entry["records"] = len(blocks[start : start + page_size])
         self._success({"contentBlocks": blocks[start : start + page_size], "total": len(blocks)})
+
+    # --- counts (POST /1/counts/events.json, then GET ?req_id= while partial) --------------
+
+    def _count(self, method: str, params: dict[str, str], raw_body: bytes) -> None:
+        if method == "GET":
+            self._count_poll(params)
+            return
+        sandbox = self.sandbox
+        try:
+            body = _json_object(raw_body)
+            event_name = body["event_name"]
+            first, last = _parse_day(body["from"]), _parse_day(body["to"])
+        except (ValueError, KeyError, TypeError):
+            self._fail(400, "Invalid request body: need event_name, from, to (YYYYMMDD)", 400)
+            return
+        self._entry.update(event_name=event_name, day_from=body["from"], day_to=body["to"])
+        if self._apply_fault((body["from"], body["to"])):
+            return
+        data = sandbox.data
+        if not data.has_event(event_name) and data.exportable(event_name):
+            self._fail(400, f"Invalid event name: {event_name}", 400)
+            return
+        count = sum(
+            data.day_count(event_name, first + dt.timedelta(days=i))
+            for i in range((last - first).days + 1)
+        )
+        late = sandbox.settings.late_event_day
+        if late is not None and body["from"] <= late <= body["to"]:
+            count += 1
+        partial = sandbox.settings.count_partial_polls
+        if partial <= 0:
+            self._success({"count": count})
+            return
+        with sandbox._lock:
+            req_id = 10**12 + len(sandbox._counts)
+            sandbox._counts[req_id] = [count, partial - 1]
+        self._success({"req_id": req_id}, status_word="partial")
+
+    def _count_poll(self, params: dict[str, str]) -> None:
+        if self._apply_fault(None):
+            return
+        try:
+            req_id = int(params.get("req_id", ""))
+        except ValueError:
+            req_id = -1
+        with self.sandbox._lock:
+            pending = self.sandbox._counts.get(req_id)
+            still_partial = pending is not None and pending[1] > 0
+            if pending is not None and still_partial:
+                pending[1] -= 1
+        if pending is None:
+            self._fail(400, "Invalid request id", 400)
+        elif still_partial:
+            self._success({"req_id": req_id}, status_word="partial")
+        else:
+            self._success({"count": pending[0]})
 
     def _apply_fault(self, days: tuple[int, int] | None) -> bool:
         """Serve a switched-on fault instead of the real answer; True when one was served."""

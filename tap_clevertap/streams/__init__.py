@@ -10,6 +10,7 @@ from tap_clevertap.streams.campaigns import (
     MessageReportStream,
 )
 from tap_clevertap.streams.content import CategoryGroupStream, ContentBlockStream
+from tap_clevertap.streams.counts import CountLedger, EventCountStream
 from tap_clevertap.streams.events import EventStream
 from tap_clevertap.streams.profiles import ProfileStream
 from tap_clevertap.streams.schema_catalogs import SchemaCatalogStream
@@ -27,6 +28,8 @@ __all__ = [
     "CategoryGroupStream",
     "Collaborators",
     "ContentBlockStream",
+    "CountLedger",
+    "EventCountStream",
     "EventStream",
     "MessageReportStream",
     "ProfileStream",

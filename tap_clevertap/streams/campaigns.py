@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from typing_extensions import override
@@ -155,19 +154,12 @@ class CampaignReportStream(CleverTapStream):
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         ids: list[int] = list((context or {}).get("campaign_ids") or [])
-        if not ids:
-            return
-        workers = min(len(ids), self.config["max_concurrent_requests"])
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="campaign-report")
-        try:
-            for campaign_id, result in zip(ids, pool.map(self._result_of, ids), strict=True):
-                self.asked += 1
-                if result is None:
-                    self.without_result += 1
-                    continue
-                yield folded({**result, "id": campaign_id}, self.schema)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        for campaign_id, result in zip(ids, self.concurrently(self._result_of, ids), strict=True):
+            self.asked += 1
+            if result is None:
+                self.without_result += 1
+                continue
+            yield folded({**result, "id": campaign_id}, self.schema)
 
     def _result_of(self, campaign_id: int) -> dict[str, Any] | None:
         """The campaign's `result`, or None when it has none yet (each in a pool thread)."""

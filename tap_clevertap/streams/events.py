@@ -19,6 +19,7 @@ from tap_clevertap.canonical import identity_array
 from tap_clevertap.client import EVENTS_PATH
 from tap_clevertap.copies import CopyCounter
 from tap_clevertap.schemas import EVENT_SCHEMA, EXTRA_KEY, fold_unlisted, with_extra_columns
+from tap_clevertap.streams.counts import DayTally, WindowRead
 from tap_clevertap.streams.windowed import Collaborators, WindowedExportStream
 
 if TYPE_CHECKING:
@@ -157,6 +158,7 @@ class EventStream(WindowedExportStream):
         self._times = EventTimes(self.config["timezone"])
         # Flattened output can only carry declared keys: fold the others into EXTRA_KEY.
         self._fold_schema = schema if flattened else None
+        self._tally: DayTally | None = None  # the current attempt's, when counts are on
 
     @property
     @override
@@ -172,14 +174,27 @@ class EventStream(WindowedExportStream):
             "profile": bool(self.config.get("include_profile_fields", False)),
         }
 
+    @property
     @override
-    def new_shaper(self, context: Context, window: Window) -> EventShaper:
+    def read_after(self) -> dt.date | None:
+        # The day after which event_counts has every count, if older than the bookmark.
+        return self.counts.resume_before(self.name, self.bookmark)
+
+    @override
+    def new_shaper(self, context: Context, window: Window) -> EventShaper | DayTally:
         # A fresh shaper per attempt: copies are numbered from 1 again, ids do not change.
-        return EventShaper(
-            self.event_name,
-            self._times,
-            fold_schema=self._fold_schema,
-        )
+        shaper = EventShaper(self.event_name, self._times, fold_schema=self._fold_schema)
+        if not self.counts.active:
+            return shaper
+        self._tally = DayTally(shaper)  # and the attempt's records are counted afresh
+        return self._tally
+
+    @override
+    def window_done(self, window: Window, count: int) -> None:
+        if self._tally is not None:
+            read = WindowRead(self.name, self.event_name, window, self._tally.days)
+            self.counts.window_read(read, self.bookmark)
+            self._tally = None
 
     @override
     def stream_done(self, windows: list[Window], total: int) -> None:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from tap_clevertap.exports import ExportScheduler
     from tap_clevertap.output import SingerOutput
+    from tap_clevertap.streams.counts import CountLedger
 
 # Key of the bookmark in `bookmarks.<stream>`: the last day (YYYYMMDD, account time zone)
 # whose records were all emitted.
@@ -84,6 +85,7 @@ class Collaborators:
     output: SingerOutput  # writes RECORD lines
     write_state: Callable[[TapState], None]  # writes the tap's state as STATE
     refusals: Refusals  # the events CleverTap refused to export, for the end of the run
+    counts: CountLedger  # what the event streams read, for the event_counts stream
 
 
 class PageShaper(Protocol):
@@ -147,6 +149,7 @@ class WindowedExportStream(CleverTapExportStream):
         self.output = collaborators.output
         self.write_state = collaborators.write_state
         self.refusals = collaborators.refusals
+        self.counts = collaborators.counts
         self._progress = _Progress()
 
     # --- what subclasses say ---------------------------------------------------------------
@@ -195,6 +198,11 @@ class WindowedExportStream(CleverTapExportStream):
                 f"state bookmark bookmarks.{self.name}.{BOOKMARK_KEY} = {value!r} is not a "
                 "YYYYMMDD day: fix it or run without this stream's state"
             ) from exc
+
+    @property
+    def read_after(self) -> dt.date | None:
+        """The day a sync reads after (less the lookback): the bookmark, for most streams."""
+        return self.bookmark
 
     @override
     def _increment_stream_state(
@@ -283,7 +291,7 @@ class WindowedExportStream(CleverTapExportStream):
         span = sync_range(
             start_date=parse_date(self.config["start_date"]),
             end_date=end,
-            bookmark=self.bookmark,
+            bookmark=self.read_after,
             lookback_days=self.config["lookback_days"],
         )
         return split(*span, self.config["window_days"]) if span else []
