@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import backoff
 import requests
@@ -95,16 +95,22 @@ class CleverTapStream(RESTStream[str | None]):
     per account), and only while it is in flight: not while backing off or polling.
     """
 
+    # The record schema of a stream that sets it on the class (with `name`).
+    record_schema: ClassVar[dict[str, Any] | None] = None
+
     def __init__(
         self,
         tap: Tap,
         *,
-        name: str,
-        schema: dict[str, Any],
         request_slots: threading.BoundedSemaphore,
+        name: str | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> None:
-        """A stream whose requests share `request_slots` with the tap's other streams."""
-        super().__init__(tap, name=name, schema=schema)
+        """A stream whose requests share `request_slots` with the tap's other streams.
+
+        `name` and `schema` default to the class's `name` and `record_schema`.
+        """
+        super().__init__(tap, name=name, schema=schema or self.record_schema)
         self.request_slots = request_slots
 
     @property

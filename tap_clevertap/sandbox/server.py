@@ -557,16 +557,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._count_poll(params)
             return
         sandbox = self.sandbox
-        try:
-            body = _json_object(raw_body)
-            event_name = body["event_name"]
-            first, last = _parse_day(body["from"]), _parse_day(body["to"])
-        except (ValueError, KeyError, TypeError):
-            self._fail(400, "Invalid request body: need event_name, from, to (YYYYMMDD)", 400)
+        asked = self._event_days(raw_body)
+        if asked is None:
             return
-        self._entry.update(event_name=event_name, day_from=body["from"], day_to=body["to"])
-        if self._apply_fault((body["from"], body["to"])):
-            return
+        event_name, first, last = asked
         data = sandbox.data
         if not data.has_event(event_name) and data.exportable(event_name):
             self._fail(400, f"Invalid event name: {event_name}", 400)
@@ -576,7 +570,7 @@ class _Handler(BaseHTTPRequestHandler):
             for i in range((last - first).days + 1)
         )
         late = sandbox.settings.late_event_day
-        if late is not None and body["from"] <= late <= body["to"]:
+        if late is not None and _day_int(first) <= late <= _day_int(last):
             count += 1
         partial = sandbox.settings.count_partial_polls
         if partial <= 0:
@@ -586,6 +580,23 @@ class _Handler(BaseHTTPRequestHandler):
             req_id = 10**12 + len(sandbox._counts)
             sandbox._counts[req_id] = [count, partial - 1]
         self._success({"req_id": req_id}, status_word="partial")
+
+    def _event_days(self, raw_body: bytes) -> tuple[Any, dt.date, dt.date] | None:
+        """The event name and days of an export or count request.
+
+        None once answered: a bad body, or a fault served in its place.
+        """
+        try:
+            body = _json_object(raw_body)
+            event_name = body["event_name"]
+            first, last = _parse_day(body["from"]), _parse_day(body["to"])
+        except (ValueError, KeyError, TypeError):
+            self._fail(400, "Invalid request body: need event_name, from, to (YYYYMMDD)", 400)
+            return None
+        self._entry.update(event_name=event_name, day_from=body["from"], day_to=body["to"])
+        if self._apply_fault((body["from"], body["to"])):
+            return None
+        return event_name, first, last
 
     def _count_poll(self, params: dict[str, str]) -> None:
         if self._apply_fault(None):
@@ -645,17 +656,10 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def _create_export(self, kind: str, params: dict[str, str], raw_body: bytes) -> None:
-        try:
-            body = json.loads(raw_body)
-            event_name = body["event_name"]
-            first = _parse_day(body["from"])
-            last = _parse_day(body["to"])
-        except (ValueError, KeyError, TypeError):
-            self._fail(400, "Invalid request body: need event_name, from, to (YYYYMMDD)", 400)
+        asked = self._event_days(raw_body)
+        if asked is None:
             return
-        self._entry.update(event_name=event_name, day_from=body["from"], day_to=body["to"])
-        if self._apply_fault((body["from"], body["to"])):
-            return
+        event_name, first, last = asked
         try:
             batch_size, flags = self._export_params(params, event_name, first, last)
         except _Refusal as refusal:

@@ -61,18 +61,14 @@ if TYPE_CHECKING:
 class CampaignStream(CleverTapStream):
     """The campaigns created through the API, scheduled from `start_date` to the look-ahead."""
 
+    name = CAMPAIGNS_STREAM
+    record_schema = CAMPAIGN_SCHEMA
     path = CAMPAIGNS_PATH
     primary_keys = ("id",)
     replication_key = None
-
-    def __init__(self, tap: Tap, *, request_slots: threading.BoundedSemaphore) -> None:
-        """The `campaigns` stream; `campaign_reports` is its child."""
-        super().__init__(
-            tap, name=CAMPAIGNS_STREAM, schema=CAMPAIGN_SCHEMA, request_slots=request_slots
-        )
-        # The campaigns of the window just listed, handed to the child stream with the
-        # window's last record (`generate_child_contexts`).
-        self._listed_window: dict[str, Any] | None = None
+    # The campaigns of the window just listed, handed to the child stream with the window's
+    # last record (`generate_child_contexts`).
+    _listed_window: dict[str, Any] | None = None
 
     def windows(self) -> list[Window]:
         """The windows listed this run: `start_date` to today + the look-ahead."""
@@ -128,18 +124,15 @@ class CampaignReportStream(CleverTapStream):
     """
 
     parent_stream_type = CampaignStream
+    name = CAMPAIGN_REPORTS_STREAM
+    record_schema = CAMPAIGN_REPORT_SCHEMA
     path = CAMPAIGN_RESULT_PATH
     primary_keys = ("id",)
     replication_key = None
 
     def __init__(self, tap: Tap, *, request_slots: threading.BoundedSemaphore) -> None:
         """The `campaign_reports` stream, a child of `campaigns`."""
-        super().__init__(
-            tap,
-            name=CAMPAIGN_REPORTS_STREAM,
-            schema=CAMPAIGN_REPORT_SCHEMA,
-            request_slots=request_slots,
-        )
+        super().__init__(tap, request_slots=request_slots)
         # Full table: the state holds nothing per window of campaigns.
         self.state_partitioning_keys = []
         self.asked = 0
@@ -202,19 +195,12 @@ class MessageReportStream(CleverTapStream):
     WARNING naming the window; the run goes on.
     """
 
+    name = MESSAGE_REPORTS_STREAM
+    record_schema = MESSAGE_REPORT_SCHEMA
     path = MESSAGE_REPORT_PATH
     primary_keys = ("message_id",)
     replication_key = None
-
-    def __init__(self, tap: Tap, *, request_slots: threading.BoundedSemaphore) -> None:
-        """The `message_reports` stream."""
-        super().__init__(
-            tap,
-            name=MESSAGE_REPORTS_STREAM,
-            schema=MESSAGE_REPORT_SCHEMA,
-            request_slots=request_slots,
-        )
-        self._ended_early = False
+    _ended_early = False  # a window kept failing: the stream ended there
 
     @property
     @override

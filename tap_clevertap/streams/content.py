@@ -27,11 +27,9 @@ from tap_clevertap.schemas import CATEGORY_GROUP_SCHEMA, CONTENT_BLOCK_SCHEMA, f
 from tap_clevertap.wire import items_of, response_body, response_head
 
 if TYPE_CHECKING:
-    import threading
     from collections.abc import Iterable
 
     import requests
-    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
 CONTENT_BLOCK_PAGE_SIZE = 100  # the largest page CleverTap serves
@@ -83,20 +81,13 @@ class ContentBlockPages(PageNumberPaginator):
 class ContentBlockStream(CleverTapStream):
     """Every content block, then those updated or created since the bookmark."""
 
+    name = CONTENT_BLOCKS_STREAM
+    record_schema = CONTENT_BLOCK_SCHEMA
     path = CONTENT_BLOCKS_PATH
     primary_keys = ("id",)
     replication_key = "modified_at"
     # The bookmark moves only once the whole page sequence has been read.
     is_sorted = False
-
-    def __init__(self, tap: Tap, *, request_slots: threading.BoundedSemaphore) -> None:
-        """The `content_blocks` stream."""
-        super().__init__(
-            tap,
-            name=CONTENT_BLOCKS_STREAM,
-            schema=CONTENT_BLOCK_SCHEMA,
-            request_slots=request_slots,
-        )
 
     @property
     def bookmark(self) -> dt.datetime | None:
@@ -189,18 +180,11 @@ def _not_enabled(response: requests.Response) -> bool:
 class CategoryGroupStream(CleverTapStream):
     """The account's subscription (category) groups, whole every run."""
 
+    name = CATEGORY_GROUPS_STREAM
+    record_schema = CATEGORY_GROUP_SCHEMA
     path = CATEGORY_GROUPS_PATH
     primary_keys = ("key",)
     replication_key = None
-
-    def __init__(self, tap: Tap, *, request_slots: threading.BoundedSemaphore) -> None:
-        """The `category_groups` stream."""
-        super().__init__(
-            tap,
-            name=CATEGORY_GROUPS_STREAM,
-            schema=CATEGORY_GROUP_SCHEMA,
-            request_slots=request_slots,
-        )
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:

@@ -137,6 +137,7 @@ class EventCountStream(CleverTapStream):
     """One record per event and day the run read: CleverTap's count and the tap's."""
 
     name = EVENT_COUNTS_STREAM
+    record_schema = EVENT_COUNT_SCHEMA
     path = EVENT_COUNTS_PATH
     primary_keys = ("event_name", "day")
     # Named so that catalogs show the stream as INCREMENTAL; records go out in day order.
@@ -147,9 +148,7 @@ class EventCountStream(CleverTapStream):
         self, tap: Tap, *, request_slots: threading.BoundedSemaphore, ledger: CountLedger
     ) -> None:
         """The `event_counts` stream, reading what the event streams wrote in `ledger`."""
-        super().__init__(
-            tap, name=EVENT_COUNTS_STREAM, schema=EVENT_COUNT_SCHEMA, request_slots=request_slots
-        )
+        super().__init__(tap, request_slots=request_slots)
         self.ledger = ledger
 
     def begin(self, bookmarks: Mapping[str, dt.date | None]) -> None:
