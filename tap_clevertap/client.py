@@ -170,13 +170,13 @@ class CleverTapStream(RESTStream[str | None]):
 
     def concurrently(
         self, function: Callable[[_Item], _Result], items: Sequence[_Item]
-    ) -> Iterator[_Result]:
+    ) -> Generator[_Result, None, None]:
         """`function(item)` of each item, in order, `max_concurrent_requests` at a time.
 
         For requests that do not depend on each other (a campaign's result, a day's count):
-        each goes through the request slots like any other. The threads are daemons, so a
-        stop (a signal, a failure raised here) does not wait for the calls in flight; once
-        one call fails, no further one starts.
+        each goes through the request slots like any other. A call's failure is raised here,
+        in its turn; once the caller stops (that failure, a signal), no further call starts,
+        and the calls in flight are not waited for (the threads are daemons).
         """
         results: list[Future[_Result]] = [Future() for _ in items]
         pending = iter(range(len(items)))

@@ -247,15 +247,7 @@ class TapClevertap(Tap):
             EventsRefused: CleverTap refused events named in the config.
         """
         try:
-            count_stream = self.streams.get(EVENT_COUNTS_STREAM)
-            if isinstance(count_stream, EventCountStream) and count_stream.selected:
-                count_stream.begin(
-                    {
-                        stream.name: stream.bookmark
-                        for stream in self.streams.values()
-                        if isinstance(stream, EventStream) and stream.selected
-                    }
-                )
+            self._begin_counts()
             self.exports.start(self.planned_exports())
             super().sync_all()
             named = {*(self.config.get("event_names") or [])}
@@ -263,6 +255,18 @@ class TapClevertap(Tap):
             self.refusals.raise_for(named)
         finally:
             self.exports.stop()
+
+    def _begin_counts(self) -> None:
+        """When `event_counts` is synced, the event streams record what they read for it."""
+        count_stream = self.streams.get(EVENT_COUNTS_STREAM)
+        if isinstance(count_stream, EventCountStream) and count_stream.selected:
+            count_stream.begin(
+                {
+                    stream.name: stream.bookmark
+                    for stream in self.streams.values()
+                    if isinstance(stream, EventStream) and stream.selected
+                }
+            )
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:

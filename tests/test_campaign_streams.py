@@ -8,6 +8,8 @@ import datetime as dt
 import itertools
 import json
 import logging
+import threading
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -15,6 +17,7 @@ import pytest
 
 from tap_clevertap.errors import CleverTapError, CredentialsRefused
 from tap_clevertap.sandbox import Fault, SandboxServer
+from tap_clevertap.streams import CampaignStream
 from tap_clevertap.streams.content import CONTENT_BLOCK_OVERLAP
 from tap_clevertap.tap import TapClevertap
 from tests.helpers import make_config, run_tap, select_only
@@ -432,3 +435,37 @@ def test_a_fail_body_on_each_endpoint_ends_the_run_with_one_line(
     line = info.value.one_line()
     assert line.startswith(f"stream {stream} (")
     assert "CleverTap refused the request (HTTP 200, code 5): Something is off" in line
+
+
+def test_concurrent_calls_come_back_in_order_and_a_failure_stops_the_rest(
+    sandbox: SandboxServer,
+) -> None:
+    stream = TapClevertap(config=family_config(sandbox, max_concurrent_requests=3)).streams[
+        "campaigns"
+    ]
+    assert isinstance(stream, CampaignStream)
+    started: list[int] = []
+    lock = threading.Lock()
+    at_once = most = 0
+
+    def slow_square(n: int) -> int:
+        nonlocal at_once, most
+        with lock:
+            started.append(n)
+            at_once += 1
+            most = max(most, at_once)
+        time.sleep(0.01 * (n % 3))
+        with lock:
+            at_once -= 1
+        if n == 5:
+            raise ValueError("five")
+        return n * n
+
+    results = stream.concurrently(slow_square, list(range(200)))
+    assert [next(results) for _ in range(5)] == [0, 1, 4, 9, 16]
+    with pytest.raises(ValueError, match="five"):
+        next(results)
+    results.close()
+    time.sleep(0.1)
+    assert most == 3
+    assert len(started) < 200  # no call starts once the caller has stopped

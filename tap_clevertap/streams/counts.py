@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
+    from tap_clevertap.streams.windowed import PageShaper
+
 # Key of the per-event-stream bookmarks in `bookmarks.event_counts`.
 COUNTED_TO_KEY = "counted_to"
 # The counts' bookmark of an event stream that had none when counting began: from start_date.
@@ -51,14 +53,14 @@ class DayTally:
     step 1 is counted once.
     """
 
-    def __init__(self, shaper: Any) -> None:
+    def __init__(self, shaper: PageShaper) -> None:
         """Count what `shaper` (the event stream's) passes through."""
         self.shaper = shaper
         self.days: Counter[int] = Counter()
 
     def shape_page(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The shaper's page, its records counted by day."""
-        page: list[dict[str, Any]] = self.shaper.shape_page(records)
+        page = self.shaper.shape_page(records)
         days = self.days
         for record in page:
             ts = record.get("ts")

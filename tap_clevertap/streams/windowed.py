@@ -354,7 +354,6 @@ class WindowedExportStream(CleverTapExportStream):
                         exc.where = f"stream {self.name} ({name!r}), window {window}"
                     raise
                 read_any = True
-                self.exports.done_with(self.planned_export(context).key)
             if not read_any:
                 return
             # The window's last RECORD was written before the next page was asked for.
@@ -407,6 +406,7 @@ class WindowedExportStream(CleverTapExportStream):
             except CursorRejected as exc:
                 reason = restarts.restart_after(exc)
             else:
+                self.exports.done_with(export.key)
                 return
             self.log(
                 "%s: window %s (%r) requested again from the start (%s); its %d records "
