@@ -167,6 +167,13 @@ class SignalSafeCondition(threading.Condition):
 
     @override
     def wait(self, timeout: float | None = None) -> bool:
+        """`Condition.wait`, in slices in the main thread so that a pending signal is seen.
+
+        Without a timeout it returns after one slice at most, notified or not: callers wait
+        in a loop on their predicate (as a condition requires), and a notification that
+        comes just as a slice times out is reported as a timeout by `Condition.wait`, so a
+        loop here would miss it and wait for good.
+        """
         if not _in_main_thread():
             return super().wait(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -176,7 +183,7 @@ class SignalSafeCondition(threading.Condition):
             left = WAIT_SLICE_SECONDS if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 return False
-            if super().wait(min(left, WAIT_SLICE_SECONDS)):
+            if super().wait(min(left, WAIT_SLICE_SECONDS)) or deadline is None:
                 return True
 
 

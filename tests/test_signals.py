@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tap_clevertap.signals import GATE, SignalSafeCondition, StopRequested
+from tap_clevertap.signals import GATE, WAIT_SLICE_SECONDS, SignalSafeCondition, StopRequested
 
 pytestmark = pytest.mark.unit
 
@@ -127,3 +127,24 @@ def test_other_threads_neither_defer_nor_raise(stops: list[int]) -> None:
     thread.join()
     assert done == [False]
     assert stops == []
+
+
+def test_a_wait_without_timeout_returns_to_its_caller_after_a_slice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `Condition.wait` reports a notification that comes just as its timeout runs out as a
+    # timeout. Were the slices looped over inside, the caller's predicate (say, "the last
+    # page is in") would never be checked again: here, after one slice, it is.
+    calls: list[float | None] = []
+
+    def notified_as_it_timed_out(self: threading.Condition, timeout: float | None = None) -> bool:
+        calls.append(timeout)
+        if len(calls) > 20:
+            raise AssertionError("the wait never returned to re-check its predicate")
+        return False  # the notification was consumed, and reported as a timeout
+
+    monkeypatch.setattr(threading.Condition, "wait", notified_as_it_timed_out)
+    condition = SignalSafeCondition()
+    with condition:
+        assert condition.wait() is True  # back to the caller, which checks its predicate
+    assert calls == [WAIT_SLICE_SECONDS]
