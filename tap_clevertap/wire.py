@@ -56,6 +56,14 @@ def response_head(response: requests.Response) -> dict[str, Any]:
     return head
 
 
+def error_text(response: requests.Response) -> str:
+    """The `error` CleverTap's body gives, lower-cased; empty when the body is not JSON."""
+    try:
+        return str(response_head(response).get("error") or "").lower()
+    except InvalidBody:
+        return ""
+
+
 def parsed_body(response: requests.Response) -> dict[str, Any] | None:
     """The response's body if it has been parsed whole already (else None: not parsed)."""
     return _bodies.get(response)

@@ -35,7 +35,6 @@ from tap_clevertap.discovery import (
     MESSAGE_REPORTS_STREAM,
 )
 from tap_clevertap.errors import (
-    InvalidBody,
     NoResultYet,
     RetriesExhausted,
     describe,
@@ -47,7 +46,7 @@ from tap_clevertap.schemas import (
     folded,
 )
 from tap_clevertap.windows import Window, split, today_in
-from tap_clevertap.wire import items_of, response_head
+from tap_clevertap.wire import error_text, items_of
 
 if TYPE_CHECKING:
     import threading
@@ -176,16 +175,9 @@ class CampaignReportStream(CleverTapStream):
 
 
 def _says_no_result(response: requests.Response) -> bool:
+    # Any other 500 (an HTML error page too) is an ordinary server error, retried.
     status = response.status_code
-    if status == 409:
-        return True
-    if status != 500:
-        return False
-    try:
-        error = str(response_head(response).get("error") or "")
-    except InvalidBody:
-        return False  # an HTML error page: an ordinary server error, retried
-    return "no result" in error.lower()
+    return status == 409 or (status == 500 and "no result" in error_text(response))
 
 
 class MessageReportStream(CleverTapStream):

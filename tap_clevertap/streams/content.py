@@ -22,9 +22,9 @@ from typing_extensions import override
 
 from tap_clevertap.client import CATEGORY_GROUPS_PATH, CONTENT_BLOCKS_PATH, CleverTapStream
 from tap_clevertap.discovery import CATEGORY_GROUPS_STREAM, CONTENT_BLOCKS_STREAM
-from tap_clevertap.errors import FeatureNotEnabled, InvalidBody
+from tap_clevertap.errors import FeatureNotEnabled
 from tap_clevertap.schemas import CATEGORY_GROUP_SCHEMA, CONTENT_BLOCK_SCHEMA, folded
-from tap_clevertap.wire import items_of, response_body, response_head
+from tap_clevertap.wire import error_text, items_of, response_body
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -121,7 +121,7 @@ class ContentBlockStream(CleverTapStream):
 
     @override
     def validate_response(self, response: requests.Response) -> None:
-        if response.status_code == 403 and _not_enabled(response):
+        if response.status_code == 403 and "enabled" in error_text(response):
             raise FeatureNotEnabled(
                 "Content Blocks isn't enabled on this CleverTap account (HTTP 403)"
             )
@@ -167,14 +167,6 @@ def _describe(query: dict[str, str]) -> str:
         return "every block"
     (name, value), *_ = query.items()
     return f"blocks with {name}={value}"
-
-
-def _not_enabled(response: requests.Response) -> bool:
-    try:
-        error = str(response_head(response).get("error") or "")
-    except InvalidBody:
-        return False
-    return "enabled" in error.lower()
 
 
 class CategoryGroupStream(CleverTapStream):
